@@ -1,0 +1,94 @@
+//! Device memory: allocation, copies, memset.
+
+use zerocopy::little_endian::{U32, U64};
+
+wire_structs! {
+    /// `cuMemAlloc` on a device.
+    pub struct MemAlloc {
+        /// Device ordinal.
+        pub device: U32,
+        /// Zero.
+        pub reserved: U32,
+        /// Bytes.
+        pub size: U64,
+    }
+
+    /// `cuMemFree`.
+    pub struct MemFree {
+        /// Base address of an allocation of this session.
+        pub ptr: U64,
+    }
+
+    /// A device pointer argument.
+    pub struct PtrRef {
+        /// Address.
+        pub ptr: U64,
+    }
+
+    /// Reply: a device pointer.
+    pub struct PtrReply {
+        /// Address.
+        pub ptr: U64,
+    }
+
+    /// Reply: an address range (allocation or global).
+    pub struct MemRangeReply {
+        /// Base address.
+        pub base: U64,
+        /// Bytes.
+        pub size: U64,
+    }
+
+    /// Host → device copy; `len` bytes of data follow.
+    pub struct MemcpyHtoD {
+        /// Destination device address.
+        pub dst: U64,
+        /// Bytes.
+        pub len: U64,
+        /// Stream handle (0: legacy default stream).
+        pub stream: U64,
+    }
+
+    /// Device → host copy; the reply carries `len` bytes.
+    pub struct MemcpyDtoH {
+        /// Source device address.
+        pub src: U64,
+        /// Bytes.
+        pub len: U64,
+        /// Stream handle.
+        pub stream: U64,
+    }
+
+    /// Device → device copy.
+    pub struct MemcpyDtoD {
+        /// Destination device address.
+        pub dst: U64,
+        /// Source device address.
+        pub src: U64,
+        /// Bytes.
+        pub len: U64,
+        /// Stream handle.
+        pub stream: U64,
+    }
+
+    /// `cuMemsetD8/D16/D32`.
+    pub struct Memset {
+        /// Destination device address.
+        pub dst: U64,
+        /// Number of elements.
+        pub count: U64,
+        /// Value (low `element_size` bytes used).
+        pub value: U32,
+        /// 1, 2 or 4.
+        pub element_size: U32,
+        /// Stream handle.
+        pub stream: U64,
+    }
+}
+
+impl MemAlloc {
+    /// An allocation request.
+    pub fn new(device: u32, size: u64) -> MemAlloc {
+        MemAlloc { device: U32::new(device), reserved: U32::new(0), size: U64::new(size) }
+    }
+}
