@@ -44,6 +44,13 @@ impl Capabilities {
     }
 }
 
+impl core::ops::BitAnd for Capabilities {
+    type Output = Capabilities;
+    fn bitand(self, rhs: Capabilities) -> Capabilities {
+        Capabilities(self.0 & rhs.0)
+    }
+}
+
 impl core::ops::BitOr for Capabilities {
     type Output = Capabilities;
     fn bitor(self, rhs: Capabilities) -> Capabilities {

@@ -1,0 +1,158 @@
+//! Backends execute driver-level operations. The worker resolves every client handle and checks
+//! every pointer range before it calls a backend, so backends see only valid, owned objects
+//! (they still return errors rather than panic on anything else).
+//!
+//! - [`cuda`]: the CUDA driver API through cudarc, loaded at run time (no link-time dependency).
+//! - [`emulated`]: memory, streams and events in host memory, plus a few built-in "kernels"
+//!   (the demo kernels) so the whole path can be exercised without a GPU. A test double: it says
+//!   so in its name and logs.
+
+pub mod cuda;
+pub mod emulated;
+
+use remora_wire::ops::DeviceInfo;
+use remora_wire::Status;
+
+/// Backend result: a `CUresult`-numbered [`Status`] on failure.
+pub type Res<T> = Result<T, Status>;
+
+/// A backend-native stream (`CUstream` as an integer); `None` means the legacy default stream.
+pub type RawStream = Option<u64>;
+
+/// Launch geometry and options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchConfig {
+    /// Grid dimensions.
+    pub grid: [u32; 3],
+    /// Block dimensions.
+    pub block: [u32; 3],
+    /// Dynamic shared memory bytes.
+    pub shared_mem: u32,
+    /// `cuLaunchCooperativeKernel`.
+    pub cooperative: bool,
+}
+
+/// Which backend to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// CUDA if a driver and a GPU are present, else emulated.
+    Auto,
+    /// The CUDA driver API.
+    Cuda,
+    /// The host-memory test double.
+    Emulated,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<BackendKind, String> {
+        match s {
+            "auto" => Ok(BackendKind::Auto),
+            "cuda" => Ok(BackendKind::Cuda),
+            "emulated" => Ok(BackendKind::Emulated),
+            other => Err(format!("unknown backend {other:?} (expected auto, cuda or emulated)")),
+        }
+    }
+}
+
+/// Driver-level operations, on device ordinals `0..device_count()` and backend-native handles.
+///
+/// Every method that takes `dev` makes that device's context current first. All copies and
+/// launches are ordered on the given stream; `memcpy_dtoh` returns only once the bytes are in
+/// `dst`. A fatal device fault (assert, illegal address) makes every later call fail with the
+/// same status, as CUDA does.
+pub trait Backend: Send {
+    /// `"cuda"` or `"emulated"`.
+    fn name(&self) -> &'static str;
+    /// Number of devices.
+    fn device_count(&self) -> u32;
+    /// `cuDriverGetVersion`.
+    fn driver_version(&self) -> i32;
+    /// Name, UUID, total memory and every attribute.
+    fn device_info(&mut self, dev: u32) -> Res<DeviceInfo>;
+    /// One attribute.
+    fn device_attribute(&mut self, dev: u32, attr: u32) -> Res<i32>;
+    /// `cuMemGetInfo` (free, total).
+    fn mem_get_info(&mut self, dev: u32) -> Res<(u64, u64)>;
+    /// `cuCtxSynchronize`.
+    fn device_synchronize(&mut self, dev: u32) -> Res<()>;
+    /// `cuDeviceCanAccessPeer`.
+    fn can_access_peer(&mut self, dev: u32, peer: u32) -> Res<bool>;
+    /// The PCI bus id (`0000:3b:00.0`), for placement; `None` where there is none.
+    fn pci_bus_id(&mut self, dev: u32) -> Option<String>;
+
+    /// `cuMemAlloc`.
+    fn mem_alloc(&mut self, dev: u32, size: u64) -> Res<u64>;
+    /// `cuMemFree`.
+    fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()>;
+    /// Host → device, ordered on `stream`; `src` may be reused when this returns.
+    fn memcpy_htod(&mut self, dev: u32, dst: u64, src: &[u8], stream: RawStream) -> Res<()>;
+    /// Device → host, ordered on `stream`; returns once the bytes are in `dst`.
+    fn memcpy_dtoh(&mut self, dev: u32, dst: &mut [u8], src: u64, stream: RawStream) -> Res<()>;
+    /// Device → device, ordered on `stream`.
+    fn memcpy_dtod(&mut self, dev: u32, dst: u64, src: u64, len: u64, stream: RawStream) -> Res<()>;
+    /// `cuMemsetD8/D16/D32Async`; `element_size` is 1, 2 or 4.
+    fn memset(&mut self, dev: u32, dst: u64, value: u32, element_size: u32, count: u64, stream: RawStream) -> Res<()>;
+
+    /// `cuStreamCreateWithPriority`.
+    fn stream_create(&mut self, dev: u32, flags: u32, priority: i32) -> Res<u64>;
+    /// `cuStreamDestroy`.
+    fn stream_destroy(&mut self, dev: u32, stream: u64) -> Res<()>;
+    /// `cuStreamSynchronize` (`None`: the legacy default stream).
+    fn stream_synchronize(&mut self, dev: u32, stream: RawStream) -> Res<()>;
+    /// `cuStreamQuery`: `Err(NOT_READY)` while work is pending.
+    fn stream_query(&mut self, dev: u32, stream: RawStream) -> Res<()>;
+    /// `cuStreamWaitEvent`.
+    fn stream_wait_event(&mut self, dev: u32, stream: RawStream, event: u64, flags: u32) -> Res<()>;
+
+    /// `cuEventCreate`.
+    fn event_create(&mut self, dev: u32, flags: u32) -> Res<u64>;
+    /// `cuEventRecord`.
+    fn event_record(&mut self, dev: u32, event: u64, stream: RawStream) -> Res<()>;
+    /// `cuEventSynchronize`.
+    fn event_synchronize(&mut self, dev: u32, event: u64) -> Res<()>;
+    /// `cuEventQuery`: `Err(NOT_READY)` while pending.
+    fn event_query(&mut self, dev: u32, event: u64) -> Res<()>;
+    /// `cuEventElapsedTime` in milliseconds.
+    fn event_elapsed(&mut self, dev: u32, start: u64, end: u64) -> Res<f32>;
+    /// `cuEventDestroy`.
+    fn event_destroy(&mut self, dev: u32, event: u64) -> Res<()>;
+
+    /// `cuModuleLoadData` of a fatbinary, cubin or NUL-terminated PTX image.
+    fn module_load(&mut self, dev: u32, image: &[u8]) -> Res<u64>;
+    /// `cuModuleUnload`.
+    fn module_unload(&mut self, dev: u32, module: u64) -> Res<()>;
+    /// `cuModuleGetFunction`.
+    fn module_get_function(&mut self, dev: u32, module: u64, name: &str) -> Res<u64>;
+    /// `cuModuleGetGlobal`: (address, size).
+    fn module_get_global(&mut self, dev: u32, module: u64, name: &str) -> Res<(u64, u64)>;
+    /// `cuFuncGetParamInfo` for every parameter: (offset, size).
+    fn func_param_info(&mut self, dev: u32, function: u64) -> Res<Vec<(u32, u32)>>;
+    /// `cuFuncGetAttribute`.
+    fn func_get_attribute(&mut self, dev: u32, function: u64, attr: i32) -> Res<i32>;
+    /// `cuFuncSetAttribute`.
+    fn func_set_attribute(&mut self, dev: u32, function: u64, attr: i32, value: i32) -> Res<()>;
+    /// `cuLaunchKernel` with the parameter buffer (`CU_LAUNCH_PARAM_BUFFER_POINTER`).
+    fn launch(&mut self, dev: u32, function: u64, cfg: &LaunchConfig, stream: RawStream, params: &[u8]) -> Res<()>;
+}
+
+/// Open the backend `kind` asks for. `Auto` falls back to emulated (logged) when no driver or GPU
+/// is found; `Cuda` fails instead.
+pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>, String> {
+    match kind {
+        BackendKind::Emulated => Ok(Box::new(emulated::EmulatedBackend::new(emulated::DEFAULT_DEVICES))),
+        BackendKind::Cuda => cuda::CudaBackend::open().map(|b| Box::new(b) as Box<dyn Backend>),
+        BackendKind::Auto => match cuda::CudaBackend::open() {
+            Ok(b) => Ok(Box::new(b)),
+            Err(why) => {
+                tracing::warn!("no usable CUDA driver/GPU ({why}); using the EMULATED backend (host memory, not a GPU)");
+                Ok(Box::new(emulated::EmulatedBackend::new(emulated::DEFAULT_DEVICES)))
+            }
+        },
+    }
+}
+
+/// Whether a CUDA driver with at least one GPU is present, without creating contexts.
+pub fn cuda_available() -> Result<u32, String> {
+    cuda::probe()
+}

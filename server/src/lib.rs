@@ -1,0 +1,2 @@
+//! remora's server. (Being written.)
+pub mod backend;

@@ -1,0 +1,1 @@
+//! Passing file descriptors between processes over Unix sockets (SCM_RIGHTS). (Being written.)

@@ -1,0 +1,1 @@
+//! `shm://name` backend. (Being written.)

@@ -1,0 +1,1 @@
+//! `tcp://host:port` backend. (Being written.)
