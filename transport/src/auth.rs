@@ -39,14 +39,27 @@ fn unreachable_key() -> Hmac<Sha256> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use remora_wire::{U16, U32, U64};
 
     #[test]
     fn proof_verifies_only_with_the_same_token_and_nonces() {
-        let hello = Hello { min_version: U16::new(1), max_version: U16::new(1), client_pid: U32::new(1), capabilities: U64::new(0), client_nonce: nonce() };
-        let ch = Challenge { version: U16::new(1), auth_required: 1, reserved: [0; 5], capabilities: U64::new(0), server_nonce: nonce() };
+        let hello = Hello {
+            min_version: U16::new(1),
+            max_version: U16::new(1),
+            client_pid: U32::new(1),
+            capabilities: U64::new(0),
+            client_nonce: nonce(),
+        };
+        let ch = Challenge {
+            version: U16::new(1),
+            auth_required: 1,
+            reserved: [0; 5],
+            capabilities: U64::new(0),
+            server_nonce: nonce(),
+        };
         let p = proof(b"secret", &hello, &ch);
         assert!(verify(b"secret", &hello, &ch, &p));
         assert!(!verify(b"Secret", &hello, &ch, &p));

@@ -33,11 +33,11 @@ fn recv_payload_of(link: &mut dyn Link, expect: Opcode) -> Result<(Header, Vec<u
     }
     let mut payload = vec![0u8; len];
     link.recv_exact(&mut payload)?;
+    if !hdr.status().is_ok() {
+        let reason = String::from_utf8_lossy(&payload).into_owned();
+        return Err(Error::Handshake(format!("refused by server: {} — {reason}", hdr.status())));
+    }
     if hdr.opcode() != Ok(expect) {
-        if !hdr.status().is_ok() {
-            let reason = String::from_utf8_lossy(&payload).into_owned();
-            return Err(Error::Handshake(format!("refused by server: {} — {reason}", hdr.status())));
-        }
         return Err(Error::Handshake(format!("expected {:?}, got opcode {:#06x}", expect, hdr.opcode.get())));
     }
     Ok((hdr, payload))
@@ -50,7 +50,11 @@ pub fn refuse(link: &mut dyn Link, to: &Header, status: Status, reason: &str) ->
 }
 
 /// Client side: the whole handshake. `token` is required when the server asks for one.
-pub fn client_handshake(link: &mut dyn Link, token: Option<&[u8]>, caps: Capabilities) -> Result<(Welcome, Capabilities)> {
+pub fn client_handshake(
+    link: &mut dyn Link,
+    token: Option<&[u8]>,
+    caps: Capabilities,
+) -> Result<(Welcome, Capabilities)> {
     let hello = Hello {
         min_version: U16::new(PROTOCOL_VERSION),
         max_version: U16::new(PROTOCOL_VERSION),
@@ -64,9 +68,7 @@ pub fn client_handshake(link: &mut dyn Link, token: Option<&[u8]>, caps: Capabil
     let mac = match (token, challenge.auth_required != 0) {
         (Some(t), _) => auth::proof(t, &hello, &challenge),
         (None, true) => {
-            return Err(Error::Handshake(
-                "the server requires a token: set REMORA_TOKEN or pass --token".into(),
-            ))
+            return Err(Error::Handshake("the server requires a token: set REMORA_TOKEN or pass --token".into()))
         }
         (None, false) => [0u8; MAC_LEN],
     };
@@ -117,7 +119,10 @@ pub fn server_authenticate(link: &mut dyn Link, token: Option<&[u8]>, caps: Capa
     let ahdr = recv_header(link)?;
     let alen = ahdr.payload_len();
     if ahdr.opcode() != Ok(Opcode::Auth) || alen != MAC_LEN {
-        let why = format!("expected Auth with a {MAC_LEN}-byte proof, got opcode {:#06x} with {alen} bytes", ahdr.opcode.get());
+        let why = format!(
+            "expected Auth with a {MAC_LEN}-byte proof, got opcode {:#06x} with {alen} bytes",
+            ahdr.opcode.get()
+        );
         let _ = refuse(link, &ahdr, Status::PROTOCOL, &why);
         return Err(Error::Handshake(why));
     }

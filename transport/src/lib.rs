@@ -37,6 +37,7 @@ pub mod fdpass;
 pub mod handshake;
 pub mod proto;
 pub mod shm;
+mod sys;
 pub mod tcp;
 
 use std::fmt;
@@ -150,8 +151,7 @@ impl Endpoint {
             Endpoint::Tcp(a) => {
                 let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                host == "localhost"
-                    || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
             }
         }
     }
@@ -275,6 +275,7 @@ pub fn discard(link: &mut dyn Link, mut n: usize) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

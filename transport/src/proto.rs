@@ -166,11 +166,7 @@ impl ServerProto {
             return Err(ProtoError::WrongDirection(hdr.opcode.get()));
         }
         self.requests += 1;
-        Ok(Incoming {
-            opcode: hdr.opcode(),
-            wants_reply: !hdr.flags().contains(Flags::NO_REPLY),
-            len: hdr.len.get(),
-        })
+        Ok(Incoming { opcode: hdr.opcode(), wants_reply: !hdr.flags().contains(Flags::NO_REPLY), len: hdr.len.get() })
     }
 
     /// A fire-and-forget request failed: keep its status for the next reply (first error wins).
@@ -194,6 +190,7 @@ impl ServerProto {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -211,7 +208,9 @@ mod tests {
         s.on_async_error(Status::ILLEGAL_ADDRESS);
         // Out-of-order reply is refused.
         let rb = s.reply(&b, Status::SUCCESS, 0);
-        assert!(matches!(c.on_reply(&rb, 2), Err(ProtoError::UnexpectedReply { got, expected: Some(e) }) if got == b.request_id.get() && e == a.request_id.get()));
+        assert!(
+            matches!(c.on_reply(&rb, 2), Err(ProtoError::UnexpectedReply { got, expected: Some(e) }) if got == b.request_id.get() && e == a.request_id.get())
+        );
         let ra = Header::reply(&a, Status::SUCCESS, 8, Status::LAUNCH_FAILED);
         assert_eq!(c.on_reply(&ra, 2), Ok(Status::SUCCESS));
         assert_eq!(c.take_async_error(), Status::LAUNCH_FAILED);
@@ -230,7 +229,8 @@ mod tests {
         s.on_async_error(Status::LAUNCH_FAILED);
         assert_eq!(s.reply(&req, Status::SUCCESS, 0).async_status(), Status::ASSERT);
         assert_eq!(s.reply(&req, Status::SUCCESS, 0).async_status(), Status::SUCCESS);
-        assert!(s.on_request(&s.reply(&req, Status::SUCCESS, 0)).is_err());
+        let rep = s.reply(&req, Status::SUCCESS, 0);
+        assert!(s.on_request(&rep).is_err());
         assert_eq!(s.counts(), (0, 3));
     }
 

@@ -1,0 +1,943 @@
+//! The CUDA backend: the driver API, loaded at run time.
+//!
+//! `libcuda` is found and opened by cudarc's loader ([`sys::culib`]) and only after
+//! [`sys::is_culib_present`] said it exists, so a machine without a driver gets an `Err`, never a
+//! panic. Handle types and constants are cudarc's (`cudarc::driver::sys`), but every entry point
+//! is resolved here, once, with a signature that carries `CUresult` and the attribute enums as
+//! the plain C integers they are in `cuda.h`: cudarc declares them as Rust enums, and a value the
+//! enum does not list (an attribute number a client sends, an error code a newer driver returns)
+//! would be undefined behaviour there. Here it is just a number, mapped to [`Status`]. Missing
+//! entry points make [`CudaBackend::open`] fail instead of panicking at first use.
+//!
+//! # Contexts
+//! `open` retains every device's primary context and `Drop` releases them. Each method makes its
+//! device's primary context current on the calling thread (`cuCtxSetCurrent`, skipped when
+//! `cuCtxGetCurrent` says it already is), so the backend can move between threads.
+//!
+//! # Handles
+//! Streams, events, modules and functions are the driver's pointers as integers. The backend
+//! keeps its own table of the ones it created (and their device), so a stale or foreign handle is
+//! `INVALID_HANDLE` here rather than a dangling pointer passed to the driver.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_uint, c_void, CString};
+use std::ptr;
+use std::sync::OnceLock;
+
+use cudarc::driver::sys;
+use remora_wire::ops::{DeviceInfo, DEVICE_ATTRIBUTE_SLOTS};
+use remora_wire::{Status, I32, U64};
+use zerocopy::{FromZeros, IntoBytes};
+
+use super::{Backend, LaunchConfig, RawStream, Res};
+
+/// `CUresult` as the C `enum` it is: an `int`-sized number.
+type CuResult = c_uint;
+
+/// Most parameters `func_param_info` walks (a kernel has at most 32 764 parameter bytes).
+const MAX_PARAMS: usize = 32_768;
+/// `CUDA_ERROR_INVALID_VALUE`: what `cuFuncGetParamInfo` returns past the last parameter.
+const CUDA_ERROR_INVALID_VALUE: CuResult = 1;
+
+fn check(r: CuResult) -> Res<()> {
+    Status(r).result()
+}
+
+/// Declares the driver entry points remora uses: one function pointer per entry, resolved from
+/// `libcuda` by its exported name (the `_v2` names are what CUDA 13's `cuda.h` maps to).
+macro_rules! driver_api {
+    ($($field:ident = $sym:literal: fn($($arg:ty),* $(,)?);)*) => {
+        #[allow(non_snake_case)]
+        #[derive(Clone, Copy)]
+        struct Api {
+            $($field: unsafe extern "C" fn($($arg),*) -> CuResult,)*
+        }
+
+        impl Api {
+            /// Resolves every entry point.
+            ///
+            /// # Safety
+            /// [`sys::is_culib_present`] must have returned true (cudarc's loader panics otherwise).
+            unsafe fn load() -> Result<Api, String> {
+                // SAFETY: the caller checked that a libcuda exists; `culib` opens it once and
+                // keeps it in a static for the rest of the process.
+                let lib = unsafe { sys::culib() };
+                Ok(Api {
+                    $($field: {
+                        // SAFETY: `$sym` is declared in CUDA 13's cuda.h with exactly these
+                        // parameter types (enums passed as their C integer type, `CUresult`
+                        // returned as `unsigned int`, both 32-bit on every CUDA platform); the
+                        // library stays loaded for the life of the process, so the copied
+                        // function pointer never dangles.
+                        let f = unsafe { lib.get::<unsafe extern "C" fn($($arg),*) -> CuResult>($sym) };
+                        *f.map_err(|e| format!("libcuda has no {}: {e} (driver too old?)", $sym))?
+                    },)*
+                })
+            }
+        }
+    };
+}
+
+driver_api! {
+    init = "cuInit": fn(c_uint);
+    driver_get_version = "cuDriverGetVersion": fn(*mut c_int);
+    device_get_count = "cuDeviceGetCount": fn(*mut c_int);
+    device_get = "cuDeviceGet": fn(*mut sys::CUdevice, c_int);
+    primary_ctx_retain = "cuDevicePrimaryCtxRetain": fn(*mut sys::CUcontext, sys::CUdevice);
+    primary_ctx_release = "cuDevicePrimaryCtxRelease_v2": fn(sys::CUdevice);
+    ctx_set_current = "cuCtxSetCurrent": fn(sys::CUcontext);
+    ctx_get_current = "cuCtxGetCurrent": fn(*mut sys::CUcontext);
+    ctx_synchronize = "cuCtxSynchronize": fn();
+    device_get_attribute = "cuDeviceGetAttribute": fn(*mut c_int, c_int, sys::CUdevice);
+    device_get_name = "cuDeviceGetName": fn(*mut c_char, c_int, sys::CUdevice);
+    device_get_uuid = "cuDeviceGetUuid_v2": fn(*mut sys::CUuuid, sys::CUdevice);
+    device_total_mem = "cuDeviceTotalMem_v2": fn(*mut usize, sys::CUdevice);
+    device_get_pci_bus_id = "cuDeviceGetPCIBusId": fn(*mut c_char, c_int, sys::CUdevice);
+    device_can_access_peer = "cuDeviceCanAccessPeer": fn(*mut c_int, sys::CUdevice, sys::CUdevice);
+    mem_get_info = "cuMemGetInfo_v2": fn(*mut usize, *mut usize);
+    mem_alloc = "cuMemAlloc_v2": fn(*mut sys::CUdeviceptr, usize);
+    mem_free = "cuMemFree_v2": fn(sys::CUdeviceptr);
+    memcpy_htod = "cuMemcpyHtoDAsync_v2": fn(sys::CUdeviceptr, *const c_void, usize, sys::CUstream);
+    memcpy_dtoh = "cuMemcpyDtoHAsync_v2": fn(*mut c_void, sys::CUdeviceptr, usize, sys::CUstream);
+    memcpy_dtod = "cuMemcpyDtoDAsync_v2": fn(sys::CUdeviceptr, sys::CUdeviceptr, usize, sys::CUstream);
+    memset_d8 = "cuMemsetD8Async": fn(sys::CUdeviceptr, u8, usize, sys::CUstream);
+    memset_d16 = "cuMemsetD16Async": fn(sys::CUdeviceptr, u16, usize, sys::CUstream);
+    memset_d32 = "cuMemsetD32Async": fn(sys::CUdeviceptr, c_uint, usize, sys::CUstream);
+    stream_create = "cuStreamCreateWithPriority": fn(*mut sys::CUstream, c_uint, c_int);
+    stream_destroy = "cuStreamDestroy_v2": fn(sys::CUstream);
+    stream_synchronize = "cuStreamSynchronize": fn(sys::CUstream);
+    stream_query = "cuStreamQuery": fn(sys::CUstream);
+    stream_wait_event = "cuStreamWaitEvent": fn(sys::CUstream, sys::CUevent, c_uint);
+    event_create = "cuEventCreate": fn(*mut sys::CUevent, c_uint);
+    event_record = "cuEventRecord": fn(sys::CUevent, sys::CUstream);
+    event_synchronize = "cuEventSynchronize": fn(sys::CUevent);
+    event_query = "cuEventQuery": fn(sys::CUevent);
+    event_elapsed = "cuEventElapsedTime_v2": fn(*mut f32, sys::CUevent, sys::CUevent);
+    event_destroy = "cuEventDestroy_v2": fn(sys::CUevent);
+    module_load_data = "cuModuleLoadData": fn(*mut sys::CUmodule, *const c_void);
+    module_unload = "cuModuleUnload": fn(sys::CUmodule);
+    module_get_function = "cuModuleGetFunction": fn(*mut sys::CUfunction, sys::CUmodule, *const c_char);
+    module_get_global = "cuModuleGetGlobal_v2": fn(*mut sys::CUdeviceptr, *mut usize, sys::CUmodule, *const c_char);
+    func_get_param_info = "cuFuncGetParamInfo": fn(sys::CUfunction, usize, *mut usize, *mut usize);
+    func_get_attribute = "cuFuncGetAttribute": fn(*mut c_int, c_int, sys::CUfunction);
+    func_set_attribute = "cuFuncSetAttribute": fn(sys::CUfunction, c_int, c_int);
+    launch_kernel = "cuLaunchKernel": fn(
+        sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
+        *mut *mut c_void, *mut *mut c_void,
+    );
+    launch_cooperative_kernel = "cuLaunchCooperativeKernel": fn(
+        sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
+        *mut *mut c_void,
+    );
+}
+
+/// The driver's entry points, resolved once per process; `Err` where there is no usable libcuda.
+fn api() -> Result<&'static Api, String> {
+    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    API.get_or_init(|| {
+        // cudarc's loader panics on paths we have checked for; a panic still becomes an error.
+        std::panic::catch_unwind(|| {
+            // SAFETY: probing for libcuda loads (and unloads) the system's driver library, whose
+            // initialisers are the vendor's; nothing of ours is involved.
+            if !unsafe { sys::is_culib_present() } {
+                return Err("no CUDA driver library (libcuda) found".to_owned());
+            }
+            // SAFETY: `is_culib_present` just returned true.
+            unsafe { Api::load() }
+        })
+        .unwrap_or_else(|_| Err("loading libcuda panicked".to_owned()))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// `cuInit` and `cuDeviceGetCount`.
+fn init_and_count(api: &Api) -> Result<c_int, String> {
+    // SAFETY: cuInit takes a flags integer (0) and no pointers.
+    check(unsafe { (api.init)(0) }).map_err(|e| format!("cuInit failed: {e}"))?;
+    let mut n: c_int = 0;
+    // SAFETY: `n` is a live, writable c_int.
+    check(unsafe { (api.device_get_count)(&mut n) }).map_err(|e| format!("cuDeviceGetCount failed: {e}"))?;
+    if n <= 0 {
+        return Err("the CUDA driver found no GPU".to_owned());
+    }
+    Ok(n)
+}
+
+/// Number of CUDA devices, without creating any context.
+pub fn probe() -> Result<u32, String> {
+    let api = api()?;
+    init_and_count(api).map(|n| u32::try_from(n).unwrap_or(0))
+}
+
+/// A primary context.
+struct Ctx(sys::CUcontext);
+
+// SAFETY: a CUcontext is a driver handle that may be used (made current) on any thread; the
+// driver API is thread-safe. The backend touches it only through `&mut self`, i.e. from one
+// thread at a time, and never hands it out.
+unsafe impl Send for Ctx {}
+
+struct Device {
+    dev: sys::CUdevice,
+    ctx: Ctx,
+}
+
+struct ModuleRec {
+    dev: u32,
+    functions: Vec<u64>,
+}
+
+/// The CUDA driver API backend (see the module docs).
+pub struct CudaBackend {
+    api: &'static Api,
+    devices: Vec<Device>,
+    driver_version: i32,
+    /// Live handles this backend created, each with its device.
+    streams: HashMap<u64, u32>,
+    events: HashMap<u64, u32>,
+    modules: HashMap<u64, ModuleRec>,
+    functions: HashMap<u64, u32>,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("devices", &self.devices.len())
+            .field("driver_version", &self.driver_version)
+            .finish_non_exhaustive()
+    }
+}
+
+fn handle_to_ptr<T>(h: u64) -> Res<*mut T> {
+    let addr = usize::try_from(h).map_err(|_| Status::INVALID_HANDLE)?;
+    Ok(ptr::with_exposed_provenance_mut(addr))
+}
+
+fn ptr_to_handle<T>(p: *mut T) -> u64 {
+    p.expose_provenance() as u64
+}
+
+fn len_usize(n: u64) -> Res<usize> {
+    usize::try_from(n).map_err(|_| Status::INVALID_VALUE)
+}
+
+impl CudaBackend {
+    /// Loads libcuda, initialises it and retains every device's primary context.
+    pub fn open() -> Result<CudaBackend, String> {
+        let api = api()?;
+        let n = init_and_count(api)?;
+        let mut version: c_int = 0;
+        // SAFETY: `version` is a live, writable c_int.
+        check(unsafe { (api.driver_get_version)(&mut version) })
+            .map_err(|e| format!("cuDriverGetVersion failed: {e}"))?;
+        let mut backend = CudaBackend {
+            api,
+            devices: Vec::new(),
+            driver_version: version,
+            streams: HashMap::new(),
+            events: HashMap::new(),
+            modules: HashMap::new(),
+            functions: HashMap::new(),
+        };
+        for ordinal in 0..n {
+            let mut dev: sys::CUdevice = 0;
+            // SAFETY: `dev` is a live, writable CUdevice; `ordinal` is below the device count.
+            check(unsafe { (api.device_get)(&mut dev, ordinal) })
+                .map_err(|e| format!("cuDeviceGet({ordinal}) failed: {e}"))?;
+            let mut ctx: sys::CUcontext = ptr::null_mut();
+            // SAFETY: `ctx` is a live, writable CUcontext; `dev` came from cuDeviceGet.
+            check(unsafe { (api.primary_ctx_retain)(&mut ctx, dev) })
+                .map_err(|e| format!("cuDevicePrimaryCtxRetain({ordinal}) failed: {e}"))?;
+            // From here on `Drop` releases it, also if a later device fails.
+            backend.devices.push(Device { dev, ctx: Ctx(ctx) });
+        }
+        tracing::info!(devices = n, driver_version = version, "CUDA backend ready");
+        Ok(backend)
+    }
+
+    /// Makes `dev`'s primary context current on this thread; returns its `CUdevice`.
+    fn enter(&self, dev: u32) -> Res<sys::CUdevice> {
+        let d = usize::try_from(dev).ok().and_then(|i| self.devices.get(i)).ok_or(Status::INVALID_DEVICE)?;
+        let mut cur: sys::CUcontext = ptr::null_mut();
+        // SAFETY: `cur` is a live, writable CUcontext.
+        check(unsafe { (self.api.ctx_get_current)(&mut cur) })?;
+        if cur != d.ctx.0 {
+            // SAFETY: `d.ctx` is a primary context this backend retained and has not released.
+            check(unsafe { (self.api.ctx_set_current)(d.ctx.0) })?;
+        }
+        Ok(d.dev)
+    }
+
+    /// The `CUstream` for `stream`: null (legacy default stream) or one of `dev`'s streams.
+    fn stream(&self, dev: u32, stream: RawStream) -> Res<sys::CUstream> {
+        match stream {
+            None => Ok(ptr::null_mut()),
+            Some(s) if self.streams.get(&s) == Some(&dev) => handle_to_ptr(s),
+            Some(_) => Err(Status::INVALID_HANDLE),
+        }
+    }
+
+    fn event(&self, event: u64) -> Res<sys::CUevent> {
+        if self.events.contains_key(&event) {
+            handle_to_ptr(event)
+        } else {
+            Err(Status::INVALID_HANDLE)
+        }
+    }
+
+    fn function(&self, dev: u32, function: u64) -> Res<sys::CUfunction> {
+        if self.functions.get(&function) == Some(&dev) {
+            handle_to_ptr(function)
+        } else {
+            Err(Status::INVALID_HANDLE)
+        }
+    }
+
+    fn module(&self, dev: u32, module: u64) -> Res<sys::CUmodule> {
+        match self.modules.get(&module) {
+            Some(m) if m.dev == dev => handle_to_ptr(module),
+            _ => Err(Status::INVALID_HANDLE),
+        }
+    }
+
+    fn attribute_raw(&self, dev: sys::CUdevice, attr: c_int) -> Res<i32> {
+        let mut v: c_int = 0;
+        // SAFETY: `v` is a live, writable c_int; an attribute number the driver does not know is
+        // an error code, not undefined behaviour, because it is passed as a plain int.
+        check(unsafe { (self.api.device_get_attribute)(&mut v, attr, dev) })?;
+        Ok(v)
+    }
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        let api = self.api;
+        // Errors are ignored: after a sticky fault every call fails, and releasing the primary
+        // context frees everything in it anyway.
+        for (&m, rec) in &self.modules {
+            if self.enter(rec.dev).is_ok() {
+                if let Ok(m) = handle_to_ptr(m) {
+                    // SAFETY: `m` is a module this backend loaded and has not unloaded.
+                    let _ = unsafe { (api.module_unload)(m) };
+                }
+            }
+        }
+        for (&s, &dev) in &self.streams {
+            if let (Ok(_), Ok(s)) = (self.enter(dev), handle_to_ptr(s)) {
+                // SAFETY: `s` is a stream this backend created and has not destroyed.
+                let _ = unsafe { (api.stream_destroy)(s) };
+            }
+        }
+        for (&e, &dev) in &self.events {
+            if let (Ok(_), Ok(e)) = (self.enter(dev), handle_to_ptr(e)) {
+                // SAFETY: `e` is an event this backend created and has not destroyed.
+                let _ = unsafe { (api.event_destroy)(e) };
+            }
+        }
+        // SAFETY: a null context detaches this thread from any context; no pointer is read.
+        let _ = unsafe { (api.ctx_set_current)(ptr::null_mut()) };
+        for d in &self.devices {
+            // SAFETY: `d.dev` is a device whose primary context this backend retained once.
+            let _ = unsafe { (api.primary_ctx_release)(d.dev) };
+        }
+    }
+}
+
+/// Reads a little-endian integer of `N` bytes at `off`.
+fn le<const N: usize>(b: &[u8], off: usize) -> Option<[u8; N]> {
+    b.get(off..off.checked_add(N)?)?.try_into().ok()
+}
+
+fn le_u16(b: &[u8], off: usize) -> Option<u64> {
+    le::<2>(b, off).map(|v| u64::from(u16::from_le_bytes(v)))
+}
+
+fn le_u32(b: &[u8], off: usize) -> Option<u64> {
+    le::<4>(b, off).map(|v| u64::from(u32::from_le_bytes(v)))
+}
+
+fn le_u64(b: &[u8], off: usize) -> Option<u64> {
+    le::<8>(b, off).map(u64::from_le_bytes)
+}
+
+/// `base + count * stride` fits in `len`.
+fn table_fits(base: u64, count: u64, stride: u64, len: u64) -> bool {
+    count.checked_mul(stride).and_then(|s| s.checked_add(base)).is_some_and(|end| end <= len)
+}
+
+/// Checks that an ELF64 (cubin) image's headers and sections lie inside it.
+fn elf_fits(img: &[u8]) -> Option<()> {
+    let len = img.len() as u64;
+    if img.get(4) != Some(&2) || img.get(5) != Some(&1) {
+        return None; // only 64-bit little-endian cubins exist
+    }
+    let (phoff, shoff) = (le_u64(img, 0x20)?, le_u64(img, 0x28)?);
+    let (phentsize, phnum) = (le_u16(img, 0x36)?, le_u16(img, 0x38)?);
+    let (shentsize, shnum) = (le_u16(img, 0x3a)?, le_u16(img, 0x3c)?);
+    if !table_fits(phoff, phnum, phentsize, len) || !table_fits(shoff, shnum, shentsize, len) {
+        return None;
+    }
+    for i in 0..phnum {
+        let h = usize::try_from(phoff + i * phentsize).ok()?;
+        if !table_fits(le_u64(img, h + 0x08)?, 1, le_u64(img, h + 0x20)?, len) {
+            return None;
+        }
+    }
+    for i in 0..shnum {
+        let h = usize::try_from(shoff + i * shentsize).ok()?;
+        const SHT_NOBITS: u64 = 8;
+        if le_u32(img, h + 4)? != SHT_NOBITS && !table_fits(le_u64(img, h + 0x18)?, 1, le_u64(img, h + 0x20)?, len) {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Checks that a fatbin container and each of its entries lie inside it.
+fn fatbin_fits(img: &[u8]) -> Option<()> {
+    let header = le_u16(img, 6)?;
+    let end = header.checked_add(le_u64(img, 8)?)?;
+    if end > img.len() as u64 || header < 16 {
+        return None;
+    }
+    let mut off = header;
+    while off < end {
+        let o = usize::try_from(off).ok()?;
+        let (entry_header, payload) = (le_u32(img, o + 4)?, le_u64(img, o + 8)?);
+        if entry_header < 16 {
+            return None;
+        }
+        off = off.checked_add(entry_header)?.checked_add(payload)?;
+        if off > end {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Makes a module image safe to give `cuModuleLoadData`, which learns an image's length only
+/// from its contents: binary images must lie inside the buffer they came in, PTX text must be
+/// NUL-terminated (appended when missing), and the fatbin *wrapper* (which holds a pointer into
+/// another process) is refused.
+fn prepare_image(image: &[u8]) -> Res<Cow<'_, [u8]>> {
+    const FATBIN_WRAPPER_MAGIC: u32 = 0x466243b1;
+    const FATBIN_MAGIC: u32 = 0xBA55_ED50;
+    let magic = le::<4>(image, 0).map(u32::from_le_bytes);
+    let fits = match magic {
+        None if image.is_empty() => return Err(Status::INVALID_IMAGE),
+        Some(FATBIN_WRAPPER_MAGIC) => return Err(Status::INVALID_IMAGE),
+        Some(FATBIN_MAGIC) => fatbin_fits(image),
+        Some(_) if image.starts_with(b"\x7fELF") => elf_fits(image),
+        _ if image.contains(&0) => return Ok(Cow::Borrowed(image)),
+        _ => {
+            let mut text = Vec::with_capacity(image.len() + 1);
+            text.extend_from_slice(image);
+            text.push(0);
+            return Ok(Cow::Owned(text));
+        }
+    };
+    fits.map(|()| Cow::Borrowed(image)).ok_or(Status::INVALID_IMAGE)
+}
+
+/// `0000:3b:00.0` from what `cuDeviceGetPCIBusId` writes (upper-case hex, sometimes an 8-digit
+/// domain).
+fn normalise_bus_id(raw: &str) -> String {
+    let lower = raw.trim().to_ascii_lowercase();
+    match lower.split_once(':') {
+        Some((domain, rest)) if domain.len() > 4 && domain.starts_with("0000") => {
+            format!("{}:{rest}", &domain[domain.len() - 4..])
+        }
+        _ => lower,
+    }
+}
+
+fn c_name(name: &str) -> Res<CString> {
+    CString::new(name).map_err(|_| Status::INVALID_VALUE)
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn device_count(&self) -> u32 {
+        u32::try_from(self.devices.len()).unwrap_or(u32::MAX)
+    }
+
+    fn driver_version(&self) -> i32 {
+        self.driver_version
+    }
+
+    fn device_info(&mut self, dev: u32) -> Res<DeviceInfo> {
+        let d = self.enter(dev)?;
+        let mut info = DeviceInfo::new_zeroed();
+        let mut name = [0 as c_char; 256];
+        // SAFETY: `name` is a writable buffer of exactly the length passed.
+        check(unsafe { (self.api.device_get_name)(name.as_mut_ptr(), 256, d) })?;
+        for (out, &c) in info.name.iter_mut().zip(&name[..255]) {
+            *out = c as u8;
+        }
+        let mut uuid = sys::CUuuid { bytes: [0; 16] };
+        // SAFETY: `uuid` is a live, writable CUuuid.
+        check(unsafe { (self.api.device_get_uuid)(&mut uuid, d) })?;
+        for (out, &c) in info.uuid.iter_mut().zip(&uuid.bytes) {
+            *out = c as u8;
+        }
+        let mut total: usize = 0;
+        // SAFETY: `total` is a live, writable usize.
+        check(unsafe { (self.api.device_total_mem)(&mut total, d) })?;
+        info.total_mem = U64::new(total as u64);
+        for n in 1..DEVICE_ATTRIBUTE_SLOTS {
+            let attr = c_int::try_from(n).unwrap_or(0);
+            // Attributes this driver does not know stay 0.
+            info.attributes[n] = I32::new(self.attribute_raw(d, attr).unwrap_or(0));
+        }
+        Ok(info)
+    }
+
+    fn device_attribute(&mut self, dev: u32, attr: u32) -> Res<i32> {
+        let d = self.enter(dev)?;
+        self.attribute_raw(d, c_int::try_from(attr).map_err(|_| Status::INVALID_VALUE)?)
+    }
+
+    fn mem_get_info(&mut self, dev: u32) -> Res<(u64, u64)> {
+        self.enter(dev)?;
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: both are live, writable usizes; `dev`'s context is current.
+        check(unsafe { (self.api.mem_get_info)(&mut free, &mut total) })?;
+        Ok((free as u64, total as u64))
+    }
+
+    fn device_synchronize(&mut self, dev: u32) -> Res<()> {
+        self.enter(dev)?;
+        // SAFETY: no arguments; `dev`'s context is current.
+        check(unsafe { (self.api.ctx_synchronize)() })
+    }
+
+    fn can_access_peer(&mut self, dev: u32, peer: u32) -> Res<bool> {
+        let d = self.enter(dev)?;
+        let p = usize::try_from(peer).ok().and_then(|i| self.devices.get(i)).ok_or(Status::INVALID_DEVICE)?.dev;
+        let mut can: c_int = 0;
+        // SAFETY: `can` is a live, writable c_int; both devices came from cuDeviceGet.
+        check(unsafe { (self.api.device_can_access_peer)(&mut can, d, p) })?;
+        Ok(can != 0)
+    }
+
+    fn pci_bus_id(&mut self, dev: u32) -> Option<String> {
+        let d = self.devices.get(usize::try_from(dev).ok()?)?.dev;
+        let mut buf = [0 as c_char; 32];
+        // SAFETY: `buf` is a writable buffer of exactly the length passed (13 bytes are needed).
+        check(unsafe { (self.api.device_get_pci_bus_id)(buf.as_mut_ptr(), 32, d) }).ok()?;
+        let bytes: Vec<u8> = buf.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        Some(normalise_bus_id(std::str::from_utf8(&bytes).ok()?))
+    }
+
+    fn mem_alloc(&mut self, dev: u32, size: u64) -> Res<u64> {
+        self.enter(dev)?;
+        let mut p: sys::CUdeviceptr = 0;
+        // SAFETY: `p` is a live, writable CUdeviceptr; `dev`'s context is current.
+        check(unsafe { (self.api.mem_alloc)(&mut p, len_usize(size)?) })?;
+        Ok(p)
+    }
+
+    fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()> {
+        self.enter(dev)?;
+        // SAFETY: a device address is only a number to the host; the driver rejects addresses
+        // that are not allocations.
+        check(unsafe { (self.api.mem_free)(ptr) })
+    }
+
+    fn memcpy_htod(&mut self, dev: u32, dst: u64, src: &[u8], stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        // SAFETY: `src` is readable for `src.len()` bytes. `src` is pageable memory (never
+        // registered with the driver), so the driver has staged it before this call returns and
+        // the caller may reuse it at once.
+        check(unsafe { (self.api.memcpy_htod)(dst, src.as_ptr().cast(), src.len(), s) })
+    }
+
+    fn memcpy_dtoh(&mut self, dev: u32, dst: &mut [u8], src: u64, stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        // SAFETY: `dst` is writable for `dst.len()` bytes and stays borrowed until the stream
+        // synchronisation below has completed the copy.
+        check(unsafe { (self.api.memcpy_dtoh)(dst.as_mut_ptr().cast(), src, dst.len(), s) })?;
+        // SAFETY: `s` is null or a live stream of this context.
+        check(unsafe { (self.api.stream_synchronize)(s) })
+    }
+
+    fn memcpy_dtod(&mut self, dev: u32, dst: u64, src: u64, len: u64, stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        // SAFETY: device addresses only; the driver checks them. `s` is null or a live stream.
+        check(unsafe { (self.api.memcpy_dtod)(dst, src, len_usize(len)?, s) })
+    }
+
+    fn memset(&mut self, dev: u32, dst: u64, value: u32, element_size: u32, count: u64, stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        let n = len_usize(count)?;
+        let v = value.to_le_bytes();
+        let r = match element_size {
+            // SAFETY: device addresses only, checked by the driver; `s` is null or a live stream
+            // of this context.
+            1 => unsafe { (self.api.memset_d8)(dst, v[0], n, s) },
+            // SAFETY: as above.
+            2 => unsafe { (self.api.memset_d16)(dst, u16::from_le_bytes([v[0], v[1]]), n, s) },
+            // SAFETY: as above.
+            4 => unsafe { (self.api.memset_d32)(dst, value, n, s) },
+            _ => return Err(Status::INVALID_VALUE),
+        };
+        check(r)
+    }
+
+    fn stream_create(&mut self, dev: u32, flags: u32, priority: i32) -> Res<u64> {
+        self.enter(dev)?;
+        let mut s: sys::CUstream = ptr::null_mut();
+        // SAFETY: `s` is a live, writable CUstream; `dev`'s context is current.
+        check(unsafe { (self.api.stream_create)(&mut s, flags, priority) })?;
+        let h = ptr_to_handle(s);
+        self.streams.insert(h, dev);
+        Ok(h)
+    }
+
+    fn stream_destroy(&mut self, dev: u32, stream: u64) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, Some(stream))?;
+        // SAFETY: `s` is a live stream this backend created; it is forgotten below.
+        let r = check(unsafe { (self.api.stream_destroy)(s) });
+        self.streams.remove(&stream);
+        r
+    }
+
+    fn stream_synchronize(&mut self, dev: u32, stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        // SAFETY: `s` is null or a live stream of this context.
+        check(unsafe { (self.api.stream_synchronize)(s) })
+    }
+
+    fn stream_query(&mut self, dev: u32, stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        // SAFETY: `s` is null or a live stream of this context.
+        check(unsafe { (self.api.stream_query)(s) })
+    }
+
+    fn stream_wait_event(&mut self, dev: u32, stream: RawStream, event: u64, flags: u32) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        let e = self.event(event)?;
+        // SAFETY: `s` is null or a live stream; `e` is a live event (of any device).
+        check(unsafe { (self.api.stream_wait_event)(s, e, flags) })
+    }
+
+    fn event_create(&mut self, dev: u32, flags: u32) -> Res<u64> {
+        self.enter(dev)?;
+        let mut e: sys::CUevent = ptr::null_mut();
+        // SAFETY: `e` is a live, writable CUevent; `dev`'s context is current.
+        check(unsafe { (self.api.event_create)(&mut e, flags) })?;
+        let h = ptr_to_handle(e);
+        self.events.insert(h, dev);
+        Ok(h)
+    }
+
+    fn event_record(&mut self, dev: u32, event: u64, stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        if self.events.get(&event) != Some(&dev) {
+            return Err(Status::INVALID_HANDLE);
+        }
+        let e = self.event(event)?;
+        // SAFETY: `e` is a live event and `s` null or a live stream, both of this context.
+        check(unsafe { (self.api.event_record)(e, s) })
+    }
+
+    fn event_synchronize(&mut self, dev: u32, event: u64) -> Res<()> {
+        self.enter(dev)?;
+        let e = self.event(event)?;
+        // SAFETY: `e` is a live event.
+        check(unsafe { (self.api.event_synchronize)(e) })
+    }
+
+    fn event_query(&mut self, dev: u32, event: u64) -> Res<()> {
+        self.enter(dev)?;
+        let e = self.event(event)?;
+        // SAFETY: `e` is a live event.
+        check(unsafe { (self.api.event_query)(e) })
+    }
+
+    fn event_elapsed(&mut self, dev: u32, start: u64, end: u64) -> Res<f32> {
+        self.enter(dev)?;
+        let (s, e) = (self.event(start)?, self.event(end)?);
+        let mut ms = 0f32;
+        // SAFETY: `ms` is a live, writable f32; `s` and `e` are live events.
+        check(unsafe { (self.api.event_elapsed)(&mut ms, s, e) })?;
+        Ok(ms)
+    }
+
+    fn event_destroy(&mut self, dev: u32, event: u64) -> Res<()> {
+        self.enter(dev)?;
+        let e = self.event(event)?;
+        // SAFETY: `e` is a live event this backend created; it is forgotten below.
+        let r = check(unsafe { (self.api.event_destroy)(e) });
+        self.events.remove(&event);
+        r
+    }
+
+    fn module_load(&mut self, dev: u32, image: &[u8]) -> Res<u64> {
+        self.enter(dev)?;
+        let image = prepare_image(image)?;
+        let mut m: sys::CUmodule = ptr::null_mut();
+        // SAFETY: `m` is a live, writable CUmodule. `prepare_image` guarantees the driver finds
+        // the image's end inside the buffer: a NUL for PTX, checked header sizes for fatbins and
+        // cubins. The driver copies what it keeps.
+        check(unsafe { (self.api.module_load_data)(&mut m, image.as_ptr().cast()) })?;
+        let h = ptr_to_handle(m);
+        self.modules.insert(h, ModuleRec { dev, functions: Vec::new() });
+        Ok(h)
+    }
+
+    fn module_unload(&mut self, dev: u32, module: u64) -> Res<()> {
+        self.enter(dev)?;
+        let m = self.module(dev, module)?;
+        // SAFETY: `m` is a live module this backend loaded; it and its functions are forgotten
+        // below.
+        let r = check(unsafe { (self.api.module_unload)(m) });
+        if let Some(rec) = self.modules.remove(&module) {
+            for f in rec.functions {
+                self.functions.remove(&f);
+            }
+        }
+        r
+    }
+
+    fn module_get_function(&mut self, dev: u32, module: u64, name: &str) -> Res<u64> {
+        self.enter(dev)?;
+        let m = self.module(dev, module)?;
+        let name = c_name(name)?;
+        let mut f: sys::CUfunction = ptr::null_mut();
+        // SAFETY: `f` is a live, writable CUfunction; `m` is a live module; `name` is a
+        // NUL-terminated string that outlives the call.
+        check(unsafe { (self.api.module_get_function)(&mut f, m, name.as_ptr()) })?;
+        let h = ptr_to_handle(f);
+        if self.functions.insert(h, dev).is_none() {
+            if let Some(rec) = self.modules.get_mut(&module) {
+                rec.functions.push(h);
+            }
+        }
+        Ok(h)
+    }
+
+    fn module_get_global(&mut self, dev: u32, module: u64, name: &str) -> Res<(u64, u64)> {
+        self.enter(dev)?;
+        let m = self.module(dev, module)?;
+        let name = c_name(name)?;
+        let (mut p, mut size): (sys::CUdeviceptr, usize) = (0, 0);
+        // SAFETY: `p` and `size` are live and writable; `m` is a live module; `name` is a
+        // NUL-terminated string that outlives the call.
+        check(unsafe { (self.api.module_get_global)(&mut p, &mut size, m, name.as_ptr()) })?;
+        Ok((p, size as u64))
+    }
+
+    fn func_param_info(&mut self, dev: u32, function: u64) -> Res<Vec<(u32, u32)>> {
+        self.enter(dev)?;
+        let f = self.function(dev, function)?;
+        let mut out = Vec::new();
+        for index in 0..MAX_PARAMS {
+            let (mut off, mut size) = (0usize, 0usize);
+            // SAFETY: `off` and `size` are live and writable; `f` is a live function.
+            let r = unsafe { (self.api.func_get_param_info)(f, index, &mut off, &mut size) };
+            if r == CUDA_ERROR_INVALID_VALUE {
+                break; // past the last parameter
+            }
+            check(r)?;
+            let off = u32::try_from(off).map_err(|_| Status::UNKNOWN)?;
+            out.push((off, u32::try_from(size).map_err(|_| Status::UNKNOWN)?));
+        }
+        Ok(out)
+    }
+
+    fn func_get_attribute(&mut self, dev: u32, function: u64, attr: i32) -> Res<i32> {
+        self.enter(dev)?;
+        let f = self.function(dev, function)?;
+        let mut v: c_int = 0;
+        // SAFETY: `v` is a live, writable c_int; `f` is a live function; `attr` is passed as the
+        // plain int it is in C, so unknown values are an error code.
+        check(unsafe { (self.api.func_get_attribute)(&mut v, attr, f) })?;
+        Ok(v)
+    }
+
+    fn func_set_attribute(&mut self, dev: u32, function: u64, attr: i32, value: i32) -> Res<()> {
+        self.enter(dev)?;
+        let f = self.function(dev, function)?;
+        // SAFETY: `f` is a live function; integers only.
+        check(unsafe { (self.api.func_set_attribute)(f, attr, value) })
+    }
+
+    fn launch(&mut self, dev: u32, function: u64, cfg: &LaunchConfig, stream: RawStream, params: &[u8]) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        let f = self.function(dev, function)?;
+        let [gx, gy, gz] = cfg.grid;
+        let [bx, by, bz] = cfg.block;
+        if !cfg.cooperative {
+            let mut size: usize = params.len();
+            let mut extra: [*mut c_void; 5] = [
+                ptr::without_provenance_mut(sys::CU_LAUNCH_PARAM_BUFFER_POINTER_AS_INT as usize),
+                params.as_ptr().cast_mut().cast(),
+                ptr::without_provenance_mut(sys::CU_LAUNCH_PARAM_BUFFER_SIZE_AS_INT as usize),
+                (&raw mut size).cast(),
+                ptr::without_provenance_mut(sys::CU_LAUNCH_PARAM_END_AS_INT as usize),
+            ];
+            // SAFETY: `f` is a live function and `s` null or a live stream of this context.
+            // `extra` is a CU_LAUNCH_PARAM_END-terminated list naming `params` (readable for
+            // `size` bytes; the driver only reads it, and copies it before returning) and
+            // `size`; both outlive the call.
+            return check(unsafe {
+                (self.api.launch_kernel)(
+                    f,
+                    gx,
+                    gy,
+                    gz,
+                    bx,
+                    by,
+                    bz,
+                    cfg.shared_mem,
+                    s,
+                    ptr::null_mut(),
+                    extra.as_mut_ptr(),
+                )
+            });
+        }
+        // cuLaunchCooperativeKernel takes no `extra`: one pointer per parameter, into an aligned
+        // copy of the buffer, at the offsets the driver reports.
+        let layout = self.func_param_info(dev, function)?;
+        let mut aligned = vec![0u128; params.len().div_ceil(16)];
+        let bytes = aligned.as_mut_bytes();
+        bytes[..params.len()].copy_from_slice(params);
+        let base = bytes.as_mut_ptr();
+        let mut args = Vec::with_capacity(layout.len());
+        for &(off, size) in &layout {
+            let (off, size) = (off as usize, size as usize);
+            if off.checked_add(size).is_none_or(|end| end > params.len()) {
+                return Err(Status::INVALID_VALUE);
+            }
+            args.push(base.wrapping_add(off).cast::<c_void>());
+        }
+        // SAFETY: `f` is a live function and `s` null or a live stream of this context. `args`
+        // holds one pointer per parameter of `f` (as the driver itself reported them), each to
+        // `size` readable bytes inside `aligned`; both outlive the call, and the driver copies the
+        // values before returning.
+        check(unsafe {
+            (self.api.launch_cooperative_kernel)(f, gx, gy, gz, bx, by, bz, cfg.shared_mem, s, args.as_mut_ptr())
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn libcuda_present() -> bool {
+        // SAFETY: as in `api`: only loads the system's driver library, if there is one.
+        unsafe { sys::is_culib_present() }
+    }
+
+    #[test]
+    fn open_fails_cleanly_without_a_driver() {
+        if libcuda_present() {
+            eprintln!("skipped open_fails_cleanly_without_a_driver: libcuda is present on this machine");
+            return;
+        }
+        let err = CudaBackend::open().unwrap_err();
+        assert!(err.contains("libcuda"), "{err}");
+        assert!(probe().is_err());
+        assert!(crate::backend::cuda_available().is_err());
+        // Auto falls back to the emulated backend; Cuda refuses.
+        assert_eq!(crate::backend::open(crate::backend::BackendKind::Auto).unwrap().name(), "emulated");
+        assert!(crate::backend::open(crate::backend::BackendKind::Cuda).is_err());
+    }
+
+    /// The whole conformance suite on a real GPU. One test, so the assert that poisons the
+    /// process comes last.
+    #[test]
+    fn gpu_conformance() {
+        if std::env::var_os("REMORA_TEST_GPU").is_none() {
+            eprintln!("skipped gpu_conformance: set REMORA_TEST_GPU=1 on a machine with a CUDA GPU");
+            return;
+        }
+        let mut b = CudaBackend::open().unwrap();
+        eprintln!(
+            "gpu_conformance on {} device(s), driver {}: {} ({:?})",
+            b.device_count(),
+            b.driver_version(),
+            b.device_info(0).unwrap().name_str(),
+            b.pci_bus_id(0)
+        );
+        assert!(b.pci_bus_id(0).is_some_and(|id| id.len() == 12 && id.contains(':')));
+        // Handles this backend did not create are refused before the driver sees them.
+        assert_eq!(b.stream_query(0, Some(0xdead_0000)), Err(Status::INVALID_HANDLE));
+        assert_eq!(b.launch(0, 0xdead_0000, &cfg1(), None, &[]), Err(Status::INVALID_HANDLE));
+        assert_eq!(b.device_attribute(0, 9999), Err(Status::INVALID_VALUE));
+        super::super::conformance::run_all(&mut b);
+        super::super::conformance::assert_poisons(&mut b);
+    }
+
+    fn cfg1() -> LaunchConfig {
+        LaunchConfig { grid: [1, 1, 1], block: [1, 1, 1], shared_mem: 0, cooperative: false }
+    }
+
+    #[test]
+    fn images_are_bounded_before_the_driver_reads_them() {
+        // PTX without a NUL gets one; with one it is used as it is.
+        assert_eq!(&*prepare_image(b".version 8.0").unwrap(), b".version 8.0\0");
+        assert!(matches!(prepare_image(b".version 8.0\0"), Ok(Cow::Borrowed(_))));
+        assert_eq!(prepare_image(b""), Err(Status::INVALID_IMAGE));
+        // The fatbin wrapper carries a pointer into the client's memory.
+        assert_eq!(prepare_image(&0x466243b1u32.to_le_bytes()), Err(Status::INVALID_IMAGE));
+
+        // Fatbin: header (16 bytes) + one 16-byte entry header + 8 payload bytes.
+        let mut fat = Vec::new();
+        fat.extend_from_slice(&0xBA55_ED50u32.to_le_bytes());
+        fat.extend_from_slice(&1u16.to_le_bytes());
+        fat.extend_from_slice(&16u16.to_le_bytes());
+        fat.extend_from_slice(&24u64.to_le_bytes());
+        fat.extend_from_slice(&1u16.to_le_bytes());
+        fat.extend_from_slice(&0u16.to_le_bytes());
+        fat.extend_from_slice(&16u32.to_le_bytes());
+        fat.extend_from_slice(&8u64.to_le_bytes());
+        fat.extend_from_slice(&[0xaa; 8]);
+        assert!(prepare_image(&fat).is_ok());
+        assert_eq!(prepare_image(&fat[..fat.len() - 1]), Err(Status::INVALID_IMAGE), "truncated");
+        let mut lying = fat.clone();
+        lying[24..32].copy_from_slice(&9u64.to_le_bytes());
+        assert_eq!(prepare_image(&lying), Err(Status::INVALID_IMAGE), "entry overruns the container");
+
+        // ELF64: a header whose section table is past the end.
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x28..0x30].copy_from_slice(&64u64.to_le_bytes());
+        elf[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&1u16.to_le_bytes());
+        assert_eq!(prepare_image(&elf), Err(Status::INVALID_IMAGE));
+        // One section header, PROGBITS, pointing inside the file: fine; pointing outside: refused.
+        elf.resize(128, 0);
+        elf[64 + 4..64 + 8].copy_from_slice(&1u32.to_le_bytes());
+        elf[64 + 0x18..64 + 0x20].copy_from_slice(&0u64.to_le_bytes());
+        elf[64 + 0x20..64 + 0x28].copy_from_slice(&64u64.to_le_bytes());
+        assert!(prepare_image(&elf).is_ok());
+        elf[64 + 0x20..64 + 0x28].copy_from_slice(&129u64.to_le_bytes());
+        assert_eq!(prepare_image(&elf), Err(Status::INVALID_IMAGE));
+    }
+
+    #[test]
+    fn bus_ids_are_normalised() {
+        assert_eq!(normalise_bus_id("0000:3B:00.0"), "0000:3b:00.0");
+        assert_eq!(normalise_bus_id("00000000:3B:00.0"), "0000:3b:00.0");
+        assert_eq!(normalise_bus_id("0001:C1:00.0"), "0001:c1:00.0");
+    }
+}

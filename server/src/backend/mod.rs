@@ -6,8 +6,12 @@
 //! - [`emulated`]: memory, streams and events in host memory, plus a few built-in "kernels"
 //!   (the demo kernels) so the whole path can be exercised without a GPU. A test double: it says
 //!   so in its name and logs.
+//! - [`demo_kernels`]: the demo kernels' PTX and names, which both backends run.
 
+#[cfg(test)]
+mod conformance;
 pub mod cuda;
+pub mod demo_kernels;
 pub mod emulated;
 
 use remora_wire::ops::DeviceInfo;
@@ -145,7 +149,9 @@ pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>, String> {
         BackendKind::Auto => match cuda::CudaBackend::open() {
             Ok(b) => Ok(Box::new(b)),
             Err(why) => {
-                tracing::warn!("no usable CUDA driver/GPU ({why}); using the EMULATED backend (host memory, not a GPU)");
+                tracing::warn!(
+                    "no usable CUDA driver/GPU ({why}); using the EMULATED backend (host memory, not a GPU)"
+                );
                 Ok(Box::new(emulated::EmulatedBackend::new(emulated::DEFAULT_DEVICES)))
             }
         },

@@ -1,0 +1,1 @@
+//! remora's criterion benches live in `benches/`: `cargo bench -p remora-benches`.

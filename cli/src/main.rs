@@ -1,0 +1,78 @@
+//! `remora`: serve GPUs to remote CUDA programs, try it, check a machine.
+
+mod demo;
+mod doctor;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+/// remora — run CUDA programs on GPUs in other machines.
+#[derive(Debug, Parser)]
+#[command(name = "remora", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve this machine's GPUs (or the emulated device) to remote clients.
+    Serve(serve::Args),
+    /// Run a short workload against a server (starts its own when --server is not given).
+    Demo(demo::Args),
+    /// Check this machine: GPUs, driver, RDMA devices, memlock limit, transports; and a server.
+    Doctor(doctor::Args),
+    /// Internal: a session worker process, started by `remora serve`.
+    #[command(hide = true)]
+    Worker,
+}
+
+fn init_logging(default: &str) {
+    let filter = std::env::var("REMORA_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Worker => {
+            init_logging("info");
+            remora_server::worker::worker_main()
+        }
+        Command::Serve(a) => {
+            init_logging("info");
+            report(serve::run(a))
+        }
+        Command::Demo(a) => {
+            init_logging("warn");
+            report(demo::run(a))
+        }
+        Command::Doctor(a) => {
+            init_logging("warn");
+            report(doctor::run(a))
+        }
+    };
+    std::process::exit(code);
+}
+
+fn report(r: anyhow::Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("remora: error: {e:#}");
+            1
+        }
+    }
+}
+
+/// How this binary starts a worker process.
+pub(crate) fn worker_command() -> anyhow::Result<(std::path::PathBuf, Vec<String>)> {
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("cannot find my own executable: {e}"))?;
+    Ok((exe, vec!["worker".to_string()]))
+}

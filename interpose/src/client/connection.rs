@@ -1,0 +1,497 @@
+//! One connection to a remora server and the calls made over it.
+//!
+//! # Thread safety
+//! [`Client`] is `Send + Sync`. A call holds the connection's lock from sending its request to
+//! reading its reply, so concurrent callers are serialised on the wire and replies cannot be
+//! mixed up; fire-and-forget calls hold it only while their frame is written.
+//!
+//! # Errors
+//! Calls return the server's [`Status`] (`CUresult` numbering). A fire-and-forget operation
+//! that fails is reported by the next call that waits for a reply, as CUDA reports
+//! asynchronous errors. A fatal device error (assert, illegal address) and a lost connection
+//! are sticky: every later call fails with them at once.
+
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use remora_transport::proto::ClientProto;
+use remora_transport::{connect, handshake, recv_header, Endpoint, Link};
+use remora_wire::handshake::Capabilities;
+use remora_wire::ops::{self, DeviceInfo, ImageKind, ParamInfo};
+use remora_wire::{Opcode, Status, Welcome, I32, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Why [`Client::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL does not parse.
+    #[error("bad server URL: {0}")]
+    Url(remora_transport::Error),
+    /// The server could not be reached.
+    #[error("cannot reach {url}: {source}")]
+    Connect {
+        /// The endpoint.
+        url: String,
+        /// Why.
+        source: remora_transport::Error,
+    },
+    /// The handshake failed (version, token, busy server).
+    #[error("{url}: {source}")]
+    Handshake {
+        /// The endpoint.
+        url: String,
+        /// Why.
+        source: remora_transport::Error,
+    },
+}
+
+/// Launch geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchDims {
+    /// Grid dimensions.
+    pub grid: [u32; 3],
+    /// Block dimensions.
+    pub block: [u32; 3],
+    /// Dynamic shared memory bytes.
+    pub shared_mem: u32,
+}
+
+struct Conn {
+    link: Box<dyn Link>,
+    proto: ClientProto,
+    /// Sticky: fatal device error or lost connection.
+    broken: Option<Status>,
+}
+
+/// A connection to a remora server.
+pub struct Client {
+    conn: Mutex<Conn>,
+    endpoint: Endpoint,
+    welcome: Welcome,
+    capabilities: Capabilities,
+    epoch: Instant,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("session", &self.welcome.session_id.get())
+            .field("backend", &self.welcome.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replies whose payload is read into a caller's buffer rather than a fresh vector.
+enum Into<'a> {
+    Vec,
+    Slice(&'a mut [u8]),
+}
+
+const KEEPALIVE: Duration = Duration::from_secs(10);
+const DEAD_AFTER: Duration = Duration::from_secs(3600);
+
+impl Client {
+    /// Connect to `url` (`tcp://host:port`, `shm://name`) and run the handshake.
+    pub fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
+        let endpoint: Endpoint = url.parse().map_err(ConnectError::Url)?;
+        let mut link = connect(&endpoint).map_err(|source| ConnectError::Connect { url: url.into(), source })?;
+        let caps = Capabilities::ASYNC_OPS | Capabilities::SHM;
+        let (welcome, capabilities) = handshake::client_handshake(&mut *link, token.map(str::as_bytes), caps)
+            .map_err(|source| ConnectError::Handshake { url: url.into(), source })?;
+        tracing::debug!(%endpoint, session = welcome.session_id.get(), worker = welcome.worker_pid.get(), backend = welcome.backend_name(), "connected");
+        let epoch = Instant::now();
+        Ok(Client {
+            conn: Mutex::new(Conn {
+                link,
+                proto: ClientProto::new(64, KEEPALIVE.as_nanos() as u64, DEAD_AFTER.as_nanos() as u64, 0),
+                broken: None,
+            }),
+            endpoint,
+            welcome,
+            capabilities,
+            epoch,
+        })
+    }
+
+    /// The server's Welcome (session id, worker pid, device count, backend).
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Capabilities both sides share.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// The endpoint connected to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Whether the server runs the emulated backend (a test double, not a GPU).
+    pub fn is_emulated(&self) -> bool {
+        self.welcome.backend_name() == "emulated"
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn fail(conn: &mut Conn, e: remora_transport::Error) -> Status {
+        tracing::warn!("connection to the remora server lost: {e}");
+        conn.broken = Some(Status::TRANSPORT);
+        Status::TRANSPORT
+    }
+
+    /// Send a request and wait for its reply; reply payload into a vector or the given slice.
+    fn call_inner(&self, opcode: Opcode, req: &[u8], data: &[u8], into: Into<'_>) -> Result<Vec<u8>, Status> {
+        let now = self.now();
+        let mut guard = self.conn.lock();
+        let c = &mut *guard;
+        if let Some(s) = c.broken {
+            return Err(s);
+        }
+        let hdr = c.proto.start(opcode, (req.len() + data.len()) as u64, true, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
+        if let Err(e) = c.link.send(&[hdr.as_bytes(), req, data]) {
+            return Err(Self::fail(c, e));
+        }
+        let rh = match recv_header(&mut *c.link) {
+            Ok(h) => h,
+            Err(e) => return Err(Self::fail(c, e)),
+        };
+        let status = match c.proto.on_reply(&rh, self.now()) {
+            Ok(s) => s,
+            Err(e) => return Err(Self::fail(c, remora_transport::Error::Protocol(e.to_string()))),
+        };
+        let len = rh.payload_len();
+        let mut out = Vec::new();
+        let r = match into {
+            Into::Slice(dst) if status.is_ok() => {
+                if len != dst.len() {
+                    return Err(Self::fail(c, remora_transport::Error::Protocol(format!("reply of {len} bytes for a {}-byte read", dst.len()))));
+                }
+                c.link.recv_exact(dst)
+            }
+            _ => {
+                out.resize(len, 0);
+                c.link.recv_exact(&mut out)
+            }
+        };
+        if let Err(e) = r {
+            return Err(Self::fail(c, e));
+        }
+        let async_err = c.proto.take_async_error();
+        if async_err.is_fatal() || status.is_fatal() {
+            c.broken = Some(if async_err.is_fatal() { async_err } else { status });
+        }
+        if !status.is_ok() {
+            return Err(status);
+        }
+        if !async_err.is_ok() {
+            return Err(async_err);
+        }
+        Ok(out)
+    }
+
+    fn call<R: FromBytes + KnownLayout + Immutable + Copy>(&self, opcode: Opcode, req: &[u8], data: &[u8]) -> Result<R, Status> {
+        let out = self.call_inner(opcode, req, data, Into::Vec)?;
+        remora_wire::read::<R>(&out).map_err(|_| Status::PROTOCOL)
+    }
+
+    fn call_unit(&self, opcode: Opcode, req: &[u8]) -> Result<(), Status> {
+        self.call_inner(opcode, req, &[], Into::Vec).map(drop)
+    }
+
+    /// Send a fire-and-forget request: its failure surfaces at the next replying call.
+    fn post(&self, opcode: Opcode, req: &[u8], data: &[u8]) -> Result<(), Status> {
+        let now = self.now();
+        let mut guard = self.conn.lock();
+        let c = &mut *guard;
+        if let Some(s) = c.broken {
+            return Err(s);
+        }
+        let hdr = c.proto.start(opcode, (req.len() + data.len()) as u64, false, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
+        c.link.send(&[hdr.as_bytes(), req, data]).map_err(|e| Self::fail(c, e))
+    }
+
+    /// The sticky error, if the session is broken (fatal device fault or lost connection).
+    pub fn sticky_error(&self) -> Option<Status> {
+        self.conn.lock().broken
+    }
+
+    /// Round trip with no work (keep-alive, latency probe).
+    pub fn ping(&self) -> Result<(), Status> {
+        self.call_unit(Opcode::Ping, &[])
+    }
+
+    /// End the session cleanly.
+    pub fn close(&self) -> Result<(), Status> {
+        self.call_unit(Opcode::Goodbye, &[])
+    }
+
+    // --- devices ---
+
+    /// Number of devices.
+    pub fn device_count(&self) -> Result<u32, Status> {
+        self.call::<ops::DeviceCountReply>(Opcode::DeviceGetCount, &[], &[]).map(|r| r.count.get())
+    }
+
+    /// Name, UUID, memory and every attribute of a device.
+    pub fn device_info(&self, dev: u32) -> Result<DeviceInfo, Status> {
+        self.call::<DeviceInfo>(Opcode::DeviceGetInfo, ops::DeviceRef { device: U32::new(dev) }.as_bytes(), &[])
+    }
+
+    /// One device attribute.
+    pub fn device_attribute(&self, dev: u32, attr: u32) -> Result<i32, Status> {
+        let req = ops::DeviceAttribute { device: U32::new(dev), attribute: U32::new(attr) };
+        self.call::<ops::I32Reply>(Opcode::DeviceGetAttribute, req.as_bytes(), &[]).map(|r| r.value.get())
+    }
+
+    /// Free and total device memory.
+    pub fn mem_get_info(&self, dev: u32) -> Result<(u64, u64), Status> {
+        self.call::<ops::MemInfoReply>(Opcode::MemGetInfo, ops::DeviceRef { device: U32::new(dev) }.as_bytes(), &[])
+            .map(|r| (r.free.get(), r.total.get()))
+    }
+
+    /// The server's CUDA driver version.
+    pub fn driver_version(&self) -> Result<i32, Status> {
+        self.call::<ops::I32Reply>(Opcode::DriverGetVersion, &[], &[]).map(|r| r.value.get())
+    }
+
+    /// Wait for all work on a device.
+    pub fn device_synchronize(&self, dev: u32) -> Result<(), Status> {
+        self.call_unit(Opcode::DeviceSynchronize, ops::DeviceRef { device: U32::new(dev) }.as_bytes())
+    }
+
+    /// Free everything this session holds on a device.
+    pub fn device_reset(&self, dev: u32) -> Result<(), Status> {
+        self.call_unit(Opcode::DeviceReset, ops::DeviceRef { device: U32::new(dev) }.as_bytes())
+    }
+
+    /// Whether `dev` can access `peer`'s memory.
+    pub fn can_access_peer(&self, dev: u32, peer: u32) -> Result<bool, Status> {
+        let req = ops::DevicePair { device: U32::new(dev), peer: U32::new(peer) };
+        self.call::<ops::I32Reply>(Opcode::DeviceCanAccessPeer, req.as_bytes(), &[]).map(|r| r.value.get() != 0)
+    }
+
+    // --- memory ---
+
+    /// Allocate device memory.
+    pub fn mem_alloc(&self, dev: u32, size: u64) -> Result<u64, Status> {
+        self.call::<ops::PtrReply>(Opcode::MemAlloc, ops::MemAlloc::new(dev, size).as_bytes(), &[]).map(|r| r.ptr.get())
+    }
+
+    /// Free device memory (0 is a no-op).
+    pub fn mem_free(&self, ptr: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::MemFree, ops::MemFree { ptr: U64::new(ptr) }.as_bytes())
+    }
+
+    /// The allocation containing `ptr`: (base, size).
+    pub fn mem_get_address_range(&self, ptr: u64) -> Result<(u64, u64), Status> {
+        self.call::<ops::MemRangeReply>(Opcode::MemGetAddressRange, ops::PtrRef { ptr: U64::new(ptr) }.as_bytes(), &[])
+            .map(|r| (r.base.get(), r.size.get()))
+    }
+
+    /// Host → device copy, waiting for completion.
+    pub fn memcpy_htod(&self, dst: u64, src: &[u8]) -> Result<(), Status> {
+        let req = ops::MemcpyHtoD { dst: U64::new(dst), len: U64::new(src.len() as u64), stream: U64::new(0) };
+        self.call_inner(Opcode::MemcpyHtoD, req.as_bytes(), src, Into::Vec).map(drop)
+    }
+
+    /// Host → device copy ordered on `stream`, not waited for. The bytes are taken before this
+    /// returns, so `src` may be reused at once.
+    pub fn memcpy_htod_async(&self, dst: u64, src: &[u8], stream: u64) -> Result<(), Status> {
+        let req = ops::MemcpyHtoD { dst: U64::new(dst), len: U64::new(src.len() as u64), stream: U64::new(stream) };
+        self.post(Opcode::MemcpyHtoD, req.as_bytes(), src)
+    }
+
+    /// Device → host copy into `dst`, ordered on the default stream.
+    pub fn memcpy_dtoh(&self, dst: &mut [u8], src: u64) -> Result<(), Status> {
+        self.memcpy_dtoh_on(dst, src, 0)
+    }
+
+    /// Device → host copy into `dst`, ordered on `stream`; returns when the bytes are in `dst`.
+    pub fn memcpy_dtoh_on(&self, dst: &mut [u8], src: u64, stream: u64) -> Result<(), Status> {
+        let req = ops::MemcpyDtoH { src: U64::new(src), len: U64::new(dst.len() as u64), stream: U64::new(stream) };
+        self.call_inner(Opcode::MemcpyDtoH, req.as_bytes(), &[], Into::Slice(dst)).map(drop)
+    }
+
+    /// Device → device copy; `wait` false makes it fire-and-forget.
+    pub fn memcpy_dtod(&self, dst: u64, src: u64, len: u64, stream: u64, wait: bool) -> Result<(), Status> {
+        let req = ops::MemcpyDtoD { dst: U64::new(dst), src: U64::new(src), len: U64::new(len), stream: U64::new(stream) };
+        if wait {
+            self.call_unit(Opcode::MemcpyDtoD, req.as_bytes())
+        } else {
+            self.post(Opcode::MemcpyDtoD, req.as_bytes(), &[])
+        }
+    }
+
+    /// Set `count` elements of `element_size` (1, 2, 4) bytes; `wait` false: fire-and-forget.
+    pub fn memset(&self, dst: u64, value: u32, element_size: u32, count: u64, stream: u64, wait: bool) -> Result<(), Status> {
+        let req = ops::Memset {
+            dst: U64::new(dst),
+            count: U64::new(count),
+            value: U32::new(value),
+            element_size: U32::new(element_size),
+            stream: U64::new(stream),
+        };
+        if wait {
+            self.call_unit(Opcode::Memset, req.as_bytes())
+        } else {
+            self.post(Opcode::Memset, req.as_bytes(), &[])
+        }
+    }
+
+    // --- streams ---
+
+    /// Create a stream.
+    pub fn stream_create(&self, dev: u32, flags: u32, priority: i32) -> Result<u64, Status> {
+        let req = ops::StreamCreate { device: U32::new(dev), flags: U32::new(flags), priority: I32::new(priority), reserved: U32::new(0) };
+        self.call::<ops::HandleReply>(Opcode::StreamCreate, req.as_bytes(), &[]).map(|r| r.handle.get())
+    }
+
+    /// Destroy a stream.
+    pub fn stream_destroy(&self, stream: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::StreamDestroy, ops::HandleRef { handle: U64::new(stream) }.as_bytes())
+    }
+
+    /// Wait for a stream (0: the legacy default stream).
+    pub fn stream_synchronize(&self, stream: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::StreamSynchronize, ops::HandleRef { handle: U64::new(stream) }.as_bytes())
+    }
+
+    /// Whether a stream's work is complete.
+    pub fn stream_query(&self, stream: u64) -> Result<bool, Status> {
+        match self.call_unit(Opcode::StreamQuery, ops::HandleRef { handle: U64::new(stream) }.as_bytes()) {
+            Ok(()) => Ok(true),
+            Err(Status::NOT_READY) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Make `stream` wait for `event` (fire-and-forget).
+    pub fn stream_wait_event(&self, stream: u64, event: u64, flags: u32) -> Result<(), Status> {
+        let req = ops::StreamWaitEvent { stream: U64::new(stream), event: U64::new(event), flags: U32::new(flags), reserved: U32::new(0) };
+        self.post(Opcode::StreamWaitEvent, req.as_bytes(), &[])
+    }
+
+    // --- events ---
+
+    /// Create an event.
+    pub fn event_create(&self, dev: u32, flags: u32) -> Result<u64, Status> {
+        let req = ops::EventCreate { device: U32::new(dev), flags: U32::new(flags) };
+        self.call::<ops::HandleReply>(Opcode::EventCreate, req.as_bytes(), &[]).map(|r| r.handle.get())
+    }
+
+    /// Record an event on a stream (fire-and-forget).
+    pub fn event_record(&self, event: u64, stream: u64) -> Result<(), Status> {
+        let req = ops::EventRecord { event: U64::new(event), stream: U64::new(stream) };
+        self.post(Opcode::EventRecord, req.as_bytes(), &[])
+    }
+
+    /// Wait for an event.
+    pub fn event_synchronize(&self, event: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::EventSynchronize, ops::HandleRef { handle: U64::new(event) }.as_bytes())
+    }
+
+    /// Whether an event has completed.
+    pub fn event_query(&self, event: u64) -> Result<bool, Status> {
+        match self.call_unit(Opcode::EventQuery, ops::HandleRef { handle: U64::new(event) }.as_bytes()) {
+            Ok(()) => Ok(true),
+            Err(Status::NOT_READY) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Milliseconds between two recorded events.
+    pub fn event_elapsed(&self, start: u64, end: u64) -> Result<f32, Status> {
+        let req = ops::EventElapsed { start: U64::new(start), end: U64::new(end) };
+        self.call::<ops::F32Reply>(Opcode::EventElapsedTime, req.as_bytes(), &[]).map(|r| r.value.get())
+    }
+
+    /// Destroy an event.
+    pub fn event_destroy(&self, event: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::EventDestroy, ops::HandleRef { handle: U64::new(event) }.as_bytes())
+    }
+
+    // --- modules and launch ---
+
+    /// Load a module image (fatbinary, cubin or PTX) on a device.
+    pub fn module_load(&self, dev: u32, image: &[u8], kind: ImageKind) -> Result<u64, Status> {
+        let req = ops::ModuleLoad { device: U32::new(dev), kind: U32::new(kind as u32), len: U64::new(image.len() as u64) };
+        let out = self.call_inner(Opcode::ModuleLoad, req.as_bytes(), image, Into::Vec)?;
+        remora_wire::read::<ops::HandleReply>(&out).map(|r| r.handle.get()).map_err(|_| Status::PROTOCOL)
+    }
+
+    /// Unload a module.
+    pub fn module_unload(&self, module: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::ModuleUnload, ops::HandleRef { handle: U64::new(module) }.as_bytes())
+    }
+
+    fn symbol_req(module: u64, name: &str) -> Result<ops::ModuleGetSymbol, Status> {
+        let name_len = u32::try_from(name.len()).map_err(|_| Status::INVALID_VALUE)?;
+        Ok(ops::ModuleGetSymbol { module: U64::new(module), name_len: U32::new(name_len), reserved: U32::new(0) })
+    }
+
+    /// A kernel of a module.
+    pub fn module_get_function(&self, module: u64, name: &str) -> Result<u64, Status> {
+        let req = Self::symbol_req(module, name)?;
+        self.call::<ops::HandleReply>(Opcode::ModuleGetFunction, req.as_bytes(), name.as_bytes()).map(|r| r.handle.get())
+    }
+
+    /// A global of a module: (address, size). The range becomes copyable by this session.
+    pub fn module_get_global(&self, module: u64, name: &str) -> Result<(u64, u64), Status> {
+        let req = Self::symbol_req(module, name)?;
+        self.call::<ops::MemRangeReply>(Opcode::ModuleGetGlobal, req.as_bytes(), name.as_bytes()).map(|r| (r.base.get(), r.size.get()))
+    }
+
+    /// A kernel's parameters: (offset, size) each.
+    pub fn func_param_info(&self, function: u64) -> Result<Vec<(u32, u32)>, Status> {
+        let out = self.call_inner(Opcode::FuncGetParamInfo, ops::HandleRef { handle: U64::new(function) }.as_bytes(), &[], Into::Vec)?;
+        let (head, rest) = remora_wire::split::<ops::ParamInfoReply>(&out).map_err(|_| Status::PROTOCOL)?;
+        let n = head.count.get() as usize;
+        let list = <[ParamInfo]>::ref_from_prefix_with_elems(rest, n).map_err(|_| Status::PROTOCOL)?.0;
+        Ok(list.iter().map(|p| (p.offset.get(), p.size.get())).collect())
+    }
+
+    /// A function attribute (`CUfunction_attribute`).
+    pub fn func_get_attribute(&self, function: u64, attr: i32) -> Result<i32, Status> {
+        let req = ops::FuncAttribute { function: U64::new(function), attribute: I32::new(attr), reserved: U32::new(0) };
+        self.call::<ops::I32Reply>(Opcode::FuncGetAttribute, req.as_bytes(), &[]).map(|r| r.value.get())
+    }
+
+    /// Set a function attribute.
+    pub fn func_set_attribute(&self, function: u64, attr: i32, value: i32) -> Result<(), Status> {
+        let req = ops::FuncSetAttribute { function: U64::new(function), attribute: I32::new(attr), value: I32::new(value) };
+        self.call_unit(Opcode::FuncSetAttribute, req.as_bytes())
+    }
+
+    /// Launch a kernel (fire-and-forget) with its parameter buffer laid out at the kernel's
+    /// parameter offsets.
+    pub fn launch(&self, function: u64, dims: LaunchDims, stream: u64, params: &[u8]) -> Result<(), Status> {
+        let req = Self::launch_req(function, dims, stream, params, 0)?;
+        self.post(Opcode::Launch, req.as_bytes(), params)
+    }
+
+    /// Launch and wait for the launch itself to be accepted (not for the kernel to finish).
+    pub fn launch_checked(&self, function: u64, dims: LaunchDims, stream: u64, params: &[u8]) -> Result<(), Status> {
+        let req = Self::launch_req(function, dims, stream, params, 0)?;
+        self.call_inner(Opcode::Launch, req.as_bytes(), params, Into::Vec).map(drop)
+    }
+
+    fn launch_req(function: u64, d: LaunchDims, stream: u64, params: &[u8], flags: u32) -> Result<ops::Launch, Status> {
+        let params_len = u32::try_from(params.len()).map_err(|_| Status::INVALID_VALUE)?;
+        Ok(ops::Launch {
+            function: U64::new(function),
+            stream: U64::new(stream),
+            grid: d.grid.map(U32::new),
+            block: d.block.map(U32::new),
+            shared_mem: U32::new(d.shared_mem),
+            params_len: U32::new(params_len),
+            flags: U32::new(flags),
+            reserved: U32::new(0),
+        })
+    }
+}

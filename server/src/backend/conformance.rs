@@ -1,0 +1,238 @@
+//! Behaviour every backend must share, run against the emulated backend in every test run and
+//! against the CUDA backend on a GPU machine (`REMORA_TEST_GPU=1`). Only checks that hold on
+//! real hardware belong here; emulator-only details live in `emulated.rs`'s tests.
+
+#![allow(clippy::unwrap_used)]
+
+use super::demo_kernels as demo;
+use super::{Backend, LaunchConfig};
+use remora_wire::Status;
+
+fn cfg(grid: u32, block: u32) -> LaunchConfig {
+    LaunchConfig { grid: [grid, 1, 1], block: [block, 1, 1], shared_mem: 0, cooperative: false }
+}
+
+fn u32s(b: &[u8]) -> Vec<u32> {
+    b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+fn read_u32(b: &mut dyn Backend, dev: u32, ptr: u64) -> u32 {
+    let mut w = [0u8; 4];
+    b.memcpy_dtoh(dev, &mut w, ptr, None).unwrap();
+    u32::from_le_bytes(w)
+}
+
+/// Everything except faults (run [`assert_poisons`] last: it poisons the backend).
+pub(super) fn run_all(b: &mut dyn Backend) {
+    devices(b);
+    memory(b);
+    streams_and_events(b);
+    kernels(b);
+}
+
+fn devices(b: &mut dyn Backend) {
+    assert!(b.device_count() >= 1);
+    assert!(b.driver_version() >= 12000, "{}", b.driver_version());
+    let info = b.device_info(0).unwrap();
+    assert!(!info.name_str().is_empty());
+    assert!(info.total_mem.get() > 0);
+    assert!(info.attribute(75) >= 7, "compute capability major {}", info.attribute(75));
+    assert_eq!(info.attribute(1), 1024, "max threads per block");
+    assert_eq!(info.attribute(10), 32, "warp size");
+    assert_eq!(b.device_attribute(0, 75).unwrap(), info.attribute(75));
+    let (free, total) = b.mem_get_info(0).unwrap();
+    assert!(free <= total && total > 0);
+    assert_eq!(b.device_info(b.device_count()).map(|_| ()), Err(Status::INVALID_DEVICE));
+    b.device_synchronize(0).unwrap();
+}
+
+fn memory(b: &mut dyn Backend) {
+    let n = 1 << 20;
+    let a = b.mem_alloc(0, n).unwrap();
+    let c = b.mem_alloc(0, n).unwrap();
+    assert_eq!(a % 256, 0);
+    assert_ne!(a, c);
+    let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+    b.memcpy_htod(0, a, &data, None).unwrap();
+    b.memcpy_dtod(0, c, a, n, None).unwrap();
+    let mut back = vec![0u8; data.len()];
+    b.memcpy_dtoh(0, &mut back, c, None).unwrap();
+    assert!(back == data, "round trip through two allocations");
+    // Offsets inside an allocation.
+    let mut part = [0u8; 16];
+    b.memcpy_dtoh(0, &mut part, a + 1000, None).unwrap();
+    assert_eq!(part[..], data[1000..1016]);
+
+    b.memset(0, a, 0xab, 1, 5, None).unwrap();
+    b.memset(0, a + 6, 0xbeef, 2, 3, None).unwrap();
+    b.memset(0, a + 12, 0xdead_beef, 4, 2, None).unwrap();
+    let mut m = [0u8; 24];
+    b.memcpy_dtoh(0, &mut m, a, None).unwrap();
+    assert_eq!(m[..5], [0xab; 5]);
+    assert_eq!(m[5], data[5], "memset stops at its count");
+    assert_eq!(m[6..12], [0xef, 0xbe, 0xef, 0xbe, 0xef, 0xbe]);
+    assert_eq!(u32s(&m[12..20]), [0xdead_beef, 0xdead_beef]);
+    assert_eq!(m[20..24], data[20..24]);
+
+    let (free_before, _) = b.mem_get_info(0).unwrap();
+    let big = b.mem_alloc(0, 64 << 20).unwrap();
+    let (free_after, _) = b.mem_get_info(0).unwrap();
+    assert!(free_after + (60 << 20) <= free_before, "{free_before} → {free_after}");
+    b.mem_free(0, big).unwrap();
+    b.mem_free(0, a).unwrap();
+    b.mem_free(0, c).unwrap();
+    assert_eq!(b.mem_alloc(0, 0), Err(Status::INVALID_VALUE));
+}
+
+fn streams_and_events(b: &mut dyn Backend) {
+    let s = b.stream_create(0, 1, 0).unwrap();
+    let e0 = b.event_create(0, 0).unwrap();
+    let e1 = b.event_create(0, 0).unwrap();
+    let buf = b.mem_alloc(0, 4 << 20).unwrap();
+    b.event_record(0, e0, Some(s)).unwrap();
+    for _ in 0..8 {
+        b.memset(0, buf, 1, 4, 1 << 20, Some(s)).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    b.event_record(0, e1, Some(s)).unwrap();
+    b.event_synchronize(0, e1).unwrap();
+    b.event_query(0, e1).unwrap();
+    b.stream_query(0, Some(s)).unwrap();
+    let ms = b.event_elapsed(0, e0, e1).unwrap();
+    assert!((0.0..10_000.0).contains(&ms), "{ms}");
+    b.stream_wait_event(0, None, e1, 0).unwrap();
+    b.stream_synchronize(0, None).unwrap();
+    b.stream_synchronize(0, Some(s)).unwrap();
+    b.event_destroy(0, e0).unwrap();
+    b.event_destroy(0, e1).unwrap();
+    b.stream_destroy(0, s).unwrap();
+    b.mem_free(0, buf).unwrap();
+}
+
+fn kernels(b: &mut dyn Backend) {
+    let m = b.module_load(0, demo::DEMO_PTX.as_bytes()).unwrap();
+    for name in demo::KERNELS {
+        let f = b.module_get_function(0, m, name).unwrap();
+        assert_eq!(b.func_param_info(0, f).unwrap(), demo::param_layout(name).unwrap(), "{name}");
+        assert!(b.func_get_attribute(0, f, 0).unwrap() > 0, "{name}: max threads per block");
+    }
+    assert_eq!(b.module_get_function(0, m, "no_such_kernel"), Err(Status::NOT_FOUND));
+    assert_eq!(b.module_get_global(0, m, "no_such_global"), Err(Status::NOT_FOUND));
+    let s = b.stream_create(0, 0, 0).unwrap();
+
+    // saxpy, grid-stride: fewer threads than elements.
+    let n: u64 = 10_000;
+    let n_us = 10_000usize;
+    let x = b.mem_alloc(0, n * 4).unwrap();
+    let y = b.mem_alloc(0, n * 4).unwrap();
+    let xs: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let ys: Vec<f32> = (0..n).map(|i| 1.0 - i as f32 / 2.0).collect();
+    b.memcpy_htod(0, x, &xs.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(), Some(s)).unwrap();
+    b.memcpy_htod(0, y, &ys.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(), Some(s)).unwrap();
+    let saxpy = b.module_get_function(0, m, demo::SAXPY).unwrap();
+    let mut p = vec![0u8; 32];
+    p[..4].copy_from_slice(&2.5f32.to_le_bytes());
+    p[8..16].copy_from_slice(&x.to_le_bytes());
+    p[16..24].copy_from_slice(&y.to_le_bytes());
+    p[24..].copy_from_slice(&n.to_le_bytes());
+    b.launch(0, saxpy, &cfg(4, 128), Some(s), &p).unwrap();
+    let mut out = vec![0u8; n_us * 4];
+    b.memcpy_dtoh(0, &mut out, y, Some(s)).unwrap();
+    for (i, c) in out.chunks_exact(4).enumerate() {
+        let got = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        assert_eq!(got, 2.5f32.mul_add(xs[i], ys[i]), "saxpy y[{i}]");
+    }
+
+    // fill_u32, wrapping, through the legacy stream.
+    let fill = b.module_get_function(0, m, demo::FILL_U32).unwrap();
+    let cnt: u64 = 1000;
+    let cnt_us = 1000usize;
+    let ptr = b.mem_alloc(0, cnt * 4 + 4).unwrap();
+    b.memset(0, ptr, 0x5555_5555, 4, cnt + 1, None).unwrap();
+    let mut p = vec![0u8; 24];
+    p[..8].copy_from_slice(&ptr.to_le_bytes());
+    p[8..12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    p[16..].copy_from_slice(&cnt.to_le_bytes());
+    b.launch(0, fill, &cfg(2, 64), None, &p).unwrap();
+    let mut out = vec![0u8; cnt_us * 4 + 4];
+    b.memcpy_dtoh(0, &mut out, ptr, None).unwrap();
+    let words = u32s(&out);
+    for (i, (&w, k)) in words[..cnt_us].iter().zip(0u32..).enumerate() {
+        assert_eq!(w, 0xffff_fff0u32.wrapping_add(k), "fill p[{i}]");
+    }
+    assert_eq!(words[cnt_us], 0x5555_5555, "fill stops at n");
+
+    // empty, plain and cooperative.
+    let empty = b.module_get_function(0, m, demo::EMPTY).unwrap();
+    b.launch(0, empty, &cfg(1, 1), None, &[]).unwrap();
+    b.launch(0, empty, &LaunchConfig { cooperative: true, ..cfg(2, 32) }, Some(s), &[]).unwrap();
+    assert_eq!(b.launch(0, empty, &cfg(1, 2048), None, &[]), Err(Status::INVALID_VALUE));
+
+    // count: the global adds once per thread; cooperative launches pass parameters too.
+    let count = b.module_get_function(0, m, demo::COUNT).unwrap();
+    let (counter, size) = b.module_get_global(0, m, demo::COUNTER).unwrap();
+    assert_eq!(size, 4);
+    b.memset(0, counter, 0, 4, 1, None).unwrap();
+    b.launch(0, count, &cfg(2, 64), None, &3u32.to_le_bytes()).unwrap();
+    assert_eq!(read_u32(b, 0, counter), 384);
+    let grid3 = LaunchConfig { grid: [2, 2, 1], block: [8, 2, 2], shared_mem: 0, cooperative: false };
+    b.launch(0, count, &grid3, None, &1u32.to_le_bytes()).unwrap();
+    assert_eq!(read_u32(b, 0, counter), 384 + 128);
+    b.launch(0, count, &LaunchConfig { cooperative: true, ..cfg(2, 32) }, None, &10u32.to_le_bytes()).unwrap();
+    assert_eq!(read_u32(b, 0, counter), 384 + 128 + 640);
+    // A second load of the module has its own counter.
+    let m2 = b.module_load(0, demo::DEMO_PTX.as_bytes()).unwrap();
+    let (counter2, _) = b.module_get_global(0, m2, demo::COUNTER).unwrap();
+    assert_ne!(counter2, counter);
+    b.module_unload(0, m2).unwrap();
+
+    // assert with a zero flag passes.
+    let flag = b.mem_alloc(0, 4).unwrap();
+    b.memset(0, flag, 0, 4, 1, None).unwrap();
+    let assert_fn = b.module_get_function(0, m, demo::ASSERT).unwrap();
+    b.launch(0, assert_fn, &cfg(1, 32), None, &flag.to_le_bytes()).unwrap();
+    b.device_synchronize(0).unwrap();
+
+    b.stream_synchronize(0, Some(s)).unwrap();
+    b.stream_destroy(0, s).unwrap();
+    for p in [x, y, ptr, flag] {
+        b.mem_free(0, p).unwrap();
+    }
+    b.module_unload(0, m).unwrap();
+
+    // Other devices work the same way.
+    if b.device_count() > 1 {
+        let m = b.module_load(1, demo::DEMO_PTX.as_bytes()).unwrap();
+        let fill = b.module_get_function(1, m, demo::FILL_U32).unwrap();
+        let ptr = b.mem_alloc(1, 16).unwrap();
+        let mut p = vec![0u8; 24];
+        p[..8].copy_from_slice(&ptr.to_le_bytes());
+        p[8..12].copy_from_slice(&7u32.to_le_bytes());
+        p[16..].copy_from_slice(&4u64.to_le_bytes());
+        b.launch(1, fill, &cfg(1, 4), None, &p).unwrap();
+        let mut out = [0u8; 16];
+        b.memcpy_dtoh(1, &mut out, ptr, None).unwrap();
+        assert_eq!(u32s(&out), [7, 8, 9, 10]);
+        b.mem_free(1, ptr).unwrap();
+        b.module_unload(1, m).unwrap();
+    }
+}
+
+/// A failing device-side assert is sticky: the launch or the next synchronising call reports
+/// `ASSERT`, and so does every later call. Poisons the backend (on CUDA: the whole process).
+pub(super) fn assert_poisons(b: &mut dyn Backend) {
+    let m = b.module_load(0, demo::DEMO_PTX.as_bytes()).unwrap();
+    let f = b.module_get_function(0, m, demo::ASSERT).unwrap();
+    let flag = b.mem_alloc(0, 4).unwrap();
+    b.memcpy_htod(0, flag, &1i32.to_le_bytes(), None).unwrap();
+    match b.launch(0, f, &cfg(1, 1), None, &flag.to_le_bytes()) {
+        Ok(()) => assert_eq!(b.device_synchronize(0), Err(Status::ASSERT)),
+        Err(e) => assert_eq!(e, Status::ASSERT),
+    }
+    assert_eq!(b.device_synchronize(0), Err(Status::ASSERT));
+    assert_eq!(b.mem_alloc(0, 16), Err(Status::ASSERT));
+    let mut w = [0u8; 4];
+    assert_eq!(b.memcpy_dtoh(0, &mut w, flag, None), Err(Status::ASSERT));
+    assert_eq!(b.module_load(0, demo::DEMO_PTX.as_bytes()), Err(Status::ASSERT));
+    assert!(b.device_count() >= 1, "device_count still answers");
+}

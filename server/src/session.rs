@@ -1,0 +1,703 @@
+//! One client session inside a worker process: read frames, check them, dispatch them to the
+//! backend, reply. Everything the session creates is recorded here and released in
+//! [`Session::release_all`], whichever way the session ends.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use remora_transport::proto::ServerProto;
+use remora_transport::{discard, recv_header, Link};
+use remora_wire::ops::{self, DeviceInfo, ImageKind, ParamInfo};
+use remora_wire::{split, Header, Opcode, Status, I32, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::backend::{Backend, LaunchConfig, RawStream};
+use crate::handles::{Range, RangeKind, Ranges, Slab};
+use crate::stats::SessionStats;
+
+/// Per-session limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of device memory the session may hold.
+    pub max_memory: u64,
+    /// Streams the session may hold.
+    pub max_streams: usize,
+    /// Events the session may hold.
+    pub max_events: usize,
+    /// Largest module image.
+    pub max_module_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_memory: u64::MAX, max_streams: 4096, max_events: 65536, max_module_bytes: 1 << 30 }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+pub enum End {
+    /// The client said Goodbye.
+    Goodbye,
+    /// The client went away (closed, killed, network gone).
+    PeerClosed,
+    /// The client broke the protocol; the reason is logged.
+    Protocol(String),
+    /// A transport error.
+    Transport(remora_transport::Error),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Goodbye => write!(f, "client said goodbye"),
+            End::PeerClosed => write!(f, "client disconnected"),
+            End::Protocol(why) => write!(f, "protocol violation: {why}"),
+            End::Transport(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+impl From<remora_transport::Error> for End {
+    fn from(e: remora_transport::Error) -> End {
+        match e {
+            remora_transport::Error::PeerClosed => End::PeerClosed,
+            remora_transport::Error::BadHeader(h) => End::Protocol(h.to_string()),
+            other => End::Transport(other),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    dev: u32,
+    raw: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Function {
+    dev: u32,
+    raw: u64,
+    module: u64,
+}
+
+/// A session's state.
+pub struct Session<'s> {
+    backend: &'s mut dyn Backend,
+    link: Box<dyn Link>,
+    proto: ServerProto,
+    limits: Limits,
+    stats: &'s SessionStats,
+    ranges: Ranges,
+    streams: Slab<Owned>,
+    events: Slab<Owned>,
+    modules: Slab<Owned>,
+    functions: Slab<Function>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    spin: Duration,
+    park: Duration,
+}
+
+impl std::fmt::Debug for Session<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("link", &self.link).finish_non_exhaustive()
+    }
+}
+
+/// Reply payload: the op's fixed reply struct bytes (in `out`) plus optional bulk bytes.
+type Reply = Result<(), Status>;
+
+fn op<T: FromBytes + KnownLayout + Immutable + Copy>(payload: &[u8]) -> Result<T, Status> {
+    remora_wire::read::<T>(payload).map_err(|_| Status::PROTOCOL)
+}
+
+impl<'s> Session<'s> {
+    /// A session over `link`, executing on `backend`.
+    pub fn new(
+        backend: &'s mut dyn Backend,
+        link: Box<dyn Link>,
+        limits: Limits,
+        stats: &'s SessionStats,
+        spin: Duration,
+        park: Duration,
+    ) -> Session<'s> {
+        Session {
+            backend,
+            link,
+            proto: ServerProto::new(),
+            limits,
+            stats,
+            ranges: Ranges::default(),
+            streams: Slab::default(),
+            events: Slab::default(),
+            modules: Slab::default(),
+            functions: Slab::default(),
+            buf: Vec::new(),
+            out: Vec::new(),
+            spin,
+            park,
+        }
+    }
+
+    /// The link (to send the Welcome before [`Session::run`]).
+    pub fn link(&mut self) -> &mut dyn Link {
+        &mut *self.link
+    }
+
+    /// Serve until the client leaves or breaks the protocol. Busy-polls for `spin` after the
+    /// last frame, then parks in the kernel (woken by the transport) until the next one.
+    pub fn run(&mut self) -> End {
+        let mut last = Instant::now();
+        loop {
+            match self.link.poll_readable() {
+                Ok(true) => {}
+                Ok(false) => {
+                    if last.elapsed() >= self.spin {
+                        if let Err(e) = self.link.wait_readable(Some(self.park)) {
+                            return e.into();
+                        }
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
+                Err(e) => return e.into(),
+            }
+            match self.serve_one() {
+                Ok(None) => {}
+                Ok(Some(end)) => return end,
+                Err(end) => return end,
+            }
+            last = Instant::now();
+        }
+    }
+
+    /// Read and execute one frame.
+    fn serve_one(&mut self) -> Result<Option<End>, End> {
+        let hdr = recv_header(&mut *self.link)?;
+        let inc = self.proto.on_request(&hdr).map_err(|e| End::Protocol(e.to_string()))?;
+        self.stats.ops.fetch_add(1, Ordering::Relaxed);
+        let opcode = match inc.opcode {
+            Ok(o) => o,
+            Err(raw) => {
+                tracing::debug!(opcode = raw, "unsupported opcode");
+                discard(&mut *self.link, hdr.payload_len())?;
+                return self.finish(&hdr, inc.wants_reply, Err(Status::UNSUPPORTED_OPCODE)).map(|()| None);
+            }
+        };
+        let len = hdr.payload_len();
+        // Operations with bulk data read their fixed struct first, check it, then take the data
+        // straight from the link. Everything else is small and read whole.
+        let result = match opcode {
+            Opcode::MemcpyHtoD => self.memcpy_htod(&hdr, len),
+            Opcode::ModuleLoad => self.module_load(len),
+            Opcode::MemcpyDtoH => {
+                self.read_small(len, 64)?;
+                return self.memcpy_dtoh(&hdr, inc.wants_reply).map(|()| None);
+            }
+            Opcode::Goodbye => {
+                discard(&mut *self.link, len)?;
+                self.finish(&hdr, inc.wants_reply, Ok(()))?;
+                return Ok(Some(End::Goodbye));
+            }
+            _ => {
+                self.read_small(len, 64 * 1024)?;
+                self.dispatch(opcode)
+            }
+        };
+        let result = match result {
+            Err(Status::PROTOCOL) => return Err(End::Protocol(format!("malformed {} payload", opcode.name()))),
+            r => r,
+        };
+        self.finish(&hdr, inc.wants_reply, result).map(|()| None)
+    }
+
+    /// Read a whole payload of at most `max` bytes into `buf`.
+    fn read_small(&mut self, len: usize, max: usize) -> Result<(), End> {
+        if len > max {
+            return Err(End::Protocol(format!("payload of {len} bytes exceeds {max} for this operation")));
+        }
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        self.link.recv_exact(&mut self.buf).map_err(End::from)
+    }
+
+    /// Send the reply (or record an asynchronous error).
+    fn finish(&mut self, hdr: &Header, wants_reply: bool, result: Reply) -> Result<(), End> {
+        let status = result.err().unwrap_or(Status::SUCCESS);
+        if !status.is_ok() {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(opcode = hdr.opcode.get(), %status, "operation failed");
+        }
+        if !wants_reply {
+            if !status.is_ok() {
+                self.proto.on_async_error(status);
+            }
+            self.out.clear();
+            return Ok(());
+        }
+        let body: &[u8] = if status.is_ok() { &self.out } else { &[] };
+        let reply = self.proto.reply(hdr, status, body.len() as u64);
+        let r = self.link.send(&[reply.as_bytes(), body]);
+        self.out.clear();
+        r.map_err(End::from)
+    }
+
+    fn put<T: IntoBytes + Immutable>(&mut self, v: &T) {
+        self.out.extend_from_slice(v.as_bytes());
+    }
+
+    fn stream(&self, handle: u64) -> Result<(Option<u32>, RawStream), Status> {
+        if handle == 0 {
+            return Ok((None, None));
+        }
+        let s = self.streams.get(handle)?;
+        Ok((Some(s.dev), Some(s.raw)))
+    }
+
+    /// The device for an operation on `stream` touching memory of `mem_dev`.
+    fn stream_for(&self, handle: u64, mem_dev: u32) -> Result<(u32, RawStream), Status> {
+        let (dev, raw) = self.stream(handle)?;
+        Ok((dev.unwrap_or(mem_dev), raw))
+    }
+
+    fn memcpy_htod(&mut self, hdr: &Header, len: usize) -> Reply {
+        const N: usize = core::mem::size_of::<ops::MemcpyHtoD>();
+        let mut fixed = [0u8; N];
+        if len < N {
+            return Err(Status::PROTOCOL);
+        }
+        self.link.recv_exact(&mut fixed).map_err(|_| Status::TRANSPORT)?;
+        let o: ops::MemcpyHtoD = op(&fixed)?;
+        let data_len = len - N;
+        if o.len.get() != data_len as u64 {
+            return Err(Status::PROTOCOL);
+        }
+        let checked = self.ranges.check(o.dst.get(), o.len.get()).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev));
+        let (dev, stream) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                discard(&mut *self.link, data_len).map_err(|_| Status::TRANSPORT)?;
+                let _ = hdr;
+                return Err(e);
+            }
+        };
+        self.buf.clear();
+        self.buf.resize(data_len, 0);
+        self.link.recv_exact(&mut self.buf).map_err(|_| Status::TRANSPORT)?;
+        self.stats.bytes_in.fetch_add(data_len as u64, Ordering::Relaxed);
+        self.backend.memcpy_htod(dev, o.dst.get(), &self.buf, stream)
+    }
+
+    fn memcpy_dtoh(&mut self, hdr: &Header, wants_reply: bool) -> Result<(), End> {
+        let o: ops::MemcpyDtoH = match op(&self.buf) {
+            Ok(o) => o,
+            Err(_) => return Err(End::Protocol("malformed MemcpyDtoH payload".into())),
+        };
+        let n = o.len.get();
+        let result = self
+            .ranges
+            .check(o.src.get(), n)
+            .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
+            .and_then(|(dev, stream)| {
+                let n = usize::try_from(n).map_err(|_| Status::INVALID_VALUE)?;
+                self.out.clear();
+                self.out.resize(n, 0);
+                self.backend.memcpy_dtoh(dev, &mut self.out, o.src.get(), stream)
+            });
+        if result.is_ok() {
+            self.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+        }
+        self.finish(hdr, wants_reply, result)
+    }
+
+    fn module_load(&mut self, len: usize) -> Reply {
+        const N: usize = core::mem::size_of::<ops::ModuleLoad>();
+        if len < N {
+            return Err(Status::PROTOCOL);
+        }
+        let mut fixed = [0u8; N];
+        self.link.recv_exact(&mut fixed).map_err(|_| Status::TRANSPORT)?;
+        let o: ops::ModuleLoad = op(&fixed)?;
+        let data_len = len - N;
+        if o.len.get() != data_len as u64 {
+            return Err(Status::PROTOCOL);
+        }
+        let dev = o.device.get();
+        if data_len as u64 > self.limits.max_module_bytes
+            || dev >= self.backend.device_count()
+            || ImageKind::try_from(o.kind.get()).is_err()
+        {
+            discard(&mut *self.link, data_len).map_err(|_| Status::TRANSPORT)?;
+            return Err(if dev >= self.backend.device_count() { Status::INVALID_DEVICE } else { Status::INVALID_VALUE });
+        }
+        self.buf.clear();
+        self.buf.resize(data_len, 0);
+        self.link.recv_exact(&mut self.buf).map_err(|_| Status::TRANSPORT)?;
+        let raw = self.backend.module_load(dev, &self.buf)?;
+        let h = self.modules.insert(Owned { dev, raw });
+        self.put(&ops::HandleReply { handle: U64::new(h) });
+        Ok(())
+    }
+
+    fn check_dev(&self, dev: u32) -> Result<u32, Status> {
+        if dev < self.backend.device_count() {
+            Ok(dev)
+        } else {
+            Err(Status::INVALID_DEVICE)
+        }
+    }
+
+    /// Every small operation.
+    fn dispatch(&mut self, opcode: Opcode) -> Reply {
+        let p = std::mem::take(&mut self.buf);
+        let r = self.dispatch_small(opcode, &p);
+        self.buf = p;
+        r
+    }
+
+    fn dispatch_small(&mut self, opcode: Opcode, p: &[u8]) -> Reply {
+        match opcode {
+            Opcode::Ping => Ok(()),
+            Opcode::DeviceGetCount => {
+                let n = self.backend.device_count();
+                self.put(&ops::DeviceCountReply { count: U32::new(n) });
+                Ok(())
+            }
+            Opcode::DriverGetVersion => {
+                let v = self.backend.driver_version();
+                self.put(&ops::I32Reply { value: I32::new(v) });
+                Ok(())
+            }
+            Opcode::DeviceGetAttribute => {
+                let o: ops::DeviceAttribute = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let v = self.backend.device_attribute(dev, o.attribute.get())?;
+                self.put(&ops::I32Reply { value: I32::new(v) });
+                Ok(())
+            }
+            Opcode::DeviceGetInfo => {
+                let o: ops::DeviceRef = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let info: DeviceInfo = self.backend.device_info(dev)?;
+                self.put(&info);
+                Ok(())
+            }
+            Opcode::MemGetInfo => {
+                let o: ops::DeviceRef = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let (free, total) = self.backend.mem_get_info(dev)?;
+                self.put(&ops::MemInfoReply { free: U64::new(free), total: U64::new(total) });
+                Ok(())
+            }
+            Opcode::DeviceSynchronize => {
+                let o: ops::DeviceRef = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                self.backend.device_synchronize(dev)
+            }
+            Opcode::DeviceReset => {
+                let o: ops::DeviceRef = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                self.release_device(dev);
+                Ok(())
+            }
+            Opcode::DeviceCanAccessPeer => {
+                let o: ops::DevicePair = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let peer = self.check_dev(o.peer.get())?;
+                let v = self.backend.can_access_peer(dev, peer)?;
+                self.put(&ops::I32Reply { value: I32::new(i32::from(v)) });
+                Ok(())
+            }
+            Opcode::MemAlloc => {
+                let o: ops::MemAlloc = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let size = o.size.get();
+                let (_, held) = self.ranges.allocation_totals();
+                if held.saturating_add(size) > self.limits.max_memory {
+                    return Err(Status::OUT_OF_MEMORY);
+                }
+                let ptr = self.backend.mem_alloc(dev, size)?;
+                self.ranges.insert(ptr, Range { dev, size, kind: RangeKind::Allocation });
+                self.publish_totals();
+                self.put(&ops::PtrReply { ptr: U64::new(ptr) });
+                Ok(())
+            }
+            Opcode::MemFree => {
+                let o: ops::MemFree = op(p)?;
+                if o.ptr.get() == 0 {
+                    return Ok(());
+                }
+                let r = self.ranges.remove_allocation(o.ptr.get())?;
+                self.publish_totals();
+                self.backend.mem_free(r.dev, o.ptr.get())
+            }
+            Opcode::MemGetAddressRange => {
+                let o: ops::PtrRef = op(p)?;
+                let (base, r) = self.ranges.containing(o.ptr.get()).ok_or(Status::NOT_FOUND)?;
+                self.put(&ops::MemRangeReply { base: U64::new(base), size: U64::new(r.size) });
+                Ok(())
+            }
+            Opcode::MemcpyDtoD => {
+                let o: ops::MemcpyDtoD = op(p)?;
+                let (sdev, _) = self.ranges.check(o.src.get(), o.len.get())?;
+                let (ddev, _) = self.ranges.check(o.dst.get(), o.len.get())?;
+                let (dev, stream) = self.stream_for(o.stream.get(), ddev.min(sdev))?;
+                self.backend.memcpy_dtod(dev, o.dst.get(), o.src.get(), o.len.get(), stream)
+            }
+            Opcode::Memset => {
+                let o: ops::Memset = op(p)?;
+                let es = o.element_size.get();
+                if !matches!(es, 1 | 2 | 4) {
+                    return Err(Status::INVALID_VALUE);
+                }
+                let bytes = o.count.get().checked_mul(u64::from(es)).ok_or(Status::INVALID_VALUE)?;
+                let (mdev, _) = self.ranges.check(o.dst.get(), bytes)?;
+                let (dev, stream) = self.stream_for(o.stream.get(), mdev)?;
+                self.backend.memset(dev, o.dst.get(), o.value.get(), es, o.count.get(), stream)
+            }
+            Opcode::StreamCreate => {
+                let o: ops::StreamCreate = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                if self.streams.len() >= self.limits.max_streams {
+                    return Err(Status::LIMIT_EXCEEDED);
+                }
+                let raw = self.backend.stream_create(dev, o.flags.get(), o.priority.get())?;
+                let h = self.streams.insert(Owned { dev, raw });
+                self.put(&ops::HandleReply { handle: U64::new(h) });
+                Ok(())
+            }
+            Opcode::StreamDestroy => {
+                let o: ops::HandleRef = op(p)?;
+                let s = self.streams.remove(o.handle.get())?;
+                self.backend.stream_destroy(s.dev, s.raw)
+            }
+            Opcode::StreamSynchronize | Opcode::StreamQuery => {
+                let o: ops::HandleRef = op(p)?;
+                let (dev, raw) = self.stream(o.handle.get())?;
+                let devs: Vec<u32> = match dev {
+                    Some(d) => vec![d],
+                    // The legacy default stream of every device this session could use.
+                    None => (0..self.backend.device_count()).collect(),
+                };
+                for d in devs {
+                    if opcode == Opcode::StreamSynchronize {
+                        self.backend.stream_synchronize(d, raw)?;
+                    } else {
+                        self.backend.stream_query(d, raw)?;
+                    }
+                }
+                Ok(())
+            }
+            Opcode::StreamWaitEvent => {
+                let o: ops::StreamWaitEvent = op(p)?;
+                let e = *self.events.get(o.event.get())?;
+                let (dev, stream) = self.stream_for(o.stream.get(), e.dev)?;
+                self.backend.stream_wait_event(dev, stream, e.raw, o.flags.get())
+            }
+            Opcode::EventCreate => {
+                let o: ops::EventCreate = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                if self.events.len() >= self.limits.max_events {
+                    return Err(Status::LIMIT_EXCEEDED);
+                }
+                let raw = self.backend.event_create(dev, o.flags.get())?;
+                let h = self.events.insert(Owned { dev, raw });
+                self.put(&ops::HandleReply { handle: U64::new(h) });
+                Ok(())
+            }
+            Opcode::EventRecord => {
+                let o: ops::EventRecord = op(p)?;
+                let e = *self.events.get(o.event.get())?;
+                let (dev, stream) = self.stream_for(o.stream.get(), e.dev)?;
+                if dev != e.dev {
+                    return Err(Status::INVALID_HANDLE);
+                }
+                self.backend.event_record(dev, e.raw, stream)
+            }
+            Opcode::EventSynchronize | Opcode::EventQuery | Opcode::EventDestroy => {
+                let o: ops::HandleRef = op(p)?;
+                let e = if opcode == Opcode::EventDestroy {
+                    self.events.remove(o.handle.get())?
+                } else {
+                    *self.events.get(o.handle.get())?
+                };
+                match opcode {
+                    Opcode::EventSynchronize => self.backend.event_synchronize(e.dev, e.raw),
+                    Opcode::EventQuery => self.backend.event_query(e.dev, e.raw),
+                    _ => self.backend.event_destroy(e.dev, e.raw),
+                }
+            }
+            Opcode::EventElapsedTime => {
+                let o: ops::EventElapsed = op(p)?;
+                let a = *self.events.get(o.start.get())?;
+                let b = *self.events.get(o.end.get())?;
+                if a.dev != b.dev {
+                    return Err(Status::INVALID_HANDLE);
+                }
+                let ms = self.backend.event_elapsed(a.dev, a.raw, b.raw)?;
+                self.put(&ops::F32Reply { value: ops::F32::new(ms) });
+                Ok(())
+            }
+            Opcode::ModuleUnload => {
+                let o: ops::HandleRef = op(p)?;
+                let h = o.handle.get();
+                let m = self.modules.remove(h)?;
+                self.drop_functions_of(h);
+                self.ranges.remove_globals_of(h);
+                self.backend.module_unload(m.dev, m.raw)
+            }
+            Opcode::ModuleGetFunction | Opcode::ModuleGetGlobal => {
+                let (o, rest) = split::<ops::ModuleGetSymbol>(p).map_err(|_| Status::PROTOCOL)?;
+                let n = o.name_len.get() as usize;
+                let name = rest.get(..n).ok_or(Status::PROTOCOL)?;
+                let name = std::str::from_utf8(name).map_err(|_| Status::INVALID_VALUE)?;
+                let mh = o.module.get();
+                let m = *self.modules.get(mh)?;
+                if opcode == Opcode::ModuleGetFunction {
+                    let raw = self.backend.module_get_function(m.dev, m.raw, name)?;
+                    let h = self.functions.insert(Function { dev: m.dev, raw, module: mh });
+                    self.put(&ops::HandleReply { handle: U64::new(h) });
+                } else {
+                    let (base, size) = self.backend.module_get_global(m.dev, m.raw, name)?;
+                    if self.ranges.containing(base).is_none() {
+                        self.ranges.insert(base, Range { dev: m.dev, size, kind: RangeKind::Global { module: mh } });
+                    }
+                    self.put(&ops::MemRangeReply { base: U64::new(base), size: U64::new(size) });
+                }
+                Ok(())
+            }
+            Opcode::FuncGetParamInfo => {
+                let o: ops::HandleRef = op(p)?;
+                let f = *self.functions.get(o.handle.get())?;
+                let params = self.backend.func_param_info(f.dev, f.raw)?;
+                self.put(&ops::ParamInfoReply { count: U32::new(params.len() as u32), reserved: U32::new(0) });
+                for (offset, size) in params {
+                    self.put(&ParamInfo { offset: U32::new(offset), size: U32::new(size) });
+                }
+                Ok(())
+            }
+            Opcode::FuncGetAttribute => {
+                let o: ops::FuncAttribute = op(p)?;
+                let f = *self.functions.get(o.function.get())?;
+                let v = self.backend.func_get_attribute(f.dev, f.raw, o.attribute.get())?;
+                self.put(&ops::I32Reply { value: I32::new(v) });
+                Ok(())
+            }
+            Opcode::FuncSetAttribute => {
+                let o: ops::FuncSetAttribute = op(p)?;
+                let f = *self.functions.get(o.function.get())?;
+                self.backend.func_set_attribute(f.dev, f.raw, o.attribute.get(), o.value.get())
+            }
+            Opcode::Launch => {
+                let (o, params) = split::<ops::Launch>(p).map_err(|_| Status::PROTOCOL)?;
+                if params.len() != o.params_len.get() as usize {
+                    return Err(Status::PROTOCOL);
+                }
+                let f = *self.functions.get(o.function.get())?;
+                let (dev, stream) = self.stream_for(o.stream.get(), f.dev)?;
+                if dev != f.dev {
+                    return Err(Status::INVALID_HANDLE);
+                }
+                let cfg = LaunchConfig {
+                    grid: o.grid.map(|v| v.get()),
+                    block: o.block.map(|v| v.get()),
+                    shared_mem: o.shared_mem.get(),
+                    cooperative: o.flags.get() & ops::LAUNCH_COOPERATIVE != 0,
+                };
+                self.backend.launch(dev, f.raw, &cfg, stream, params)
+            }
+            // Handshake frames after the handshake, and frames handled in serve_one.
+            Opcode::Hello | Opcode::Challenge | Opcode::Auth | Opcode::Welcome => Err(Status::PROTOCOL),
+            Opcode::MemcpyHtoD | Opcode::MemcpyDtoH | Opcode::ModuleLoad | Opcode::Goodbye => Err(Status::PROTOCOL),
+            _ => Err(Status::UNSUPPORTED_OPCODE),
+        }
+    }
+
+    fn drop_functions_of(&mut self, module: u64) {
+        let all = self.functions.drain();
+        for f in all {
+            if f.module != module {
+                self.functions.insert(f);
+            }
+        }
+    }
+
+    fn publish_totals(&self) {
+        let (n, bytes) = self.ranges.allocation_totals();
+        self.stats.live_allocations.store(n as u64, Ordering::Relaxed);
+        self.stats.live_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    fn release_device(&mut self, dev: u32) {
+        let _ = self.backend.device_synchronize(dev);
+        for e in self.events.drain() {
+            if e.dev == dev {
+                let _ = self.backend.event_destroy(e.dev, e.raw);
+            } else {
+                self.events.insert(e);
+            }
+        }
+        for s in self.streams.drain() {
+            if s.dev == dev {
+                let _ = self.backend.stream_destroy(s.dev, s.raw);
+            } else {
+                self.streams.insert(s);
+            }
+        }
+        let mods: Vec<(u64, Owned)> = Vec::new();
+        let _ = mods;
+        for m in self.modules.drain() {
+            if m.dev == dev {
+                let _ = self.backend.module_unload(m.dev, m.raw);
+            } else {
+                self.modules.insert(m);
+            }
+        }
+        for f in self.functions.drain() {
+            if f.dev != dev {
+                self.functions.insert(f);
+            }
+        }
+        for (base, r) in self.ranges.drain_allocations() {
+            if r.dev == dev {
+                let _ = self.backend.mem_free(r.dev, base);
+            } else {
+                self.ranges.insert(base, r);
+            }
+        }
+        self.publish_totals();
+    }
+
+    /// Release everything the session holds, in dependency order. Returns (allocations, bytes)
+    /// freed. Errors are logged, not fatal: after a device fault the driver refuses frees, and
+    /// the worker process exiting releases the memory anyway.
+    pub fn release_all(&mut self) -> (usize, u64) {
+        let (n, bytes) = self.ranges.allocation_totals();
+        for d in 0..self.backend.device_count() {
+            let _ = self.backend.device_synchronize(d);
+        }
+        for e in self.events.drain() {
+            let _ = self.backend.event_destroy(e.dev, e.raw);
+        }
+        for s in self.streams.drain() {
+            let _ = self.backend.stream_destroy(s.dev, s.raw);
+        }
+        self.functions.drain();
+        for m in self.modules.drain() {
+            let _ = self.backend.module_unload(m.dev, m.raw);
+        }
+        let mut failed = 0usize;
+        for (base, r) in self.ranges.drain_allocations() {
+            if self.backend.mem_free(r.dev, base).is_err() {
+                failed += 1;
+            }
+        }
+        if failed > 0 {
+            tracing::warn!(failed, "frees refused by the backend (device fault?); process exit releases them");
+        }
+        self.publish_totals();
+        (n, bytes)
+    }
+}

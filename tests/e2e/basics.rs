@@ -1,0 +1,145 @@
+//! The whole path: allocate, copy, launch with arguments, streams, events, errors.
+
+use remora_interpose::client::{pack_params, Client, LaunchDims};
+use remora_server::backend::demo_kernels::DEMO_PTX;
+use remora_tests::{start_server, urls};
+use remora_wire::ops::ImageKind;
+use remora_wire::Status;
+use zerocopy::IntoBytes;
+
+use crate::HELPER;
+
+fn saxpy_round(c: &Client, n: usize) {
+    let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
+    let y: Vec<f32> = (0..n).map(|i| (i % 13) as f32).collect();
+    let bytes = (n * 4) as u64;
+    let dx = c.mem_alloc(0, bytes).unwrap();
+    let dy = c.mem_alloc(0, bytes).unwrap();
+    let s = c.stream_create(0, 1, 0).unwrap();
+    c.memcpy_htod_async(dx, x.as_bytes(), s).unwrap();
+    c.memcpy_htod(dy, y.as_bytes()).unwrap();
+    let m = c.module_load(0, DEMO_PTX.as_bytes(), ImageKind::Ptx).unwrap();
+    let f = c.module_get_function(m, "remora_saxpy").unwrap();
+    let layout = c.func_param_info(f).unwrap();
+    assert_eq!(layout, vec![(0, 4), (8, 8), (16, 8), (24, 8)]);
+    let params = pack_params(&layout, &[&3.0f32.to_le_bytes(), &dx.to_le_bytes(), &dy.to_le_bytes(), &(n as u64).to_le_bytes()]).unwrap();
+    let (e0, e1) = (c.event_create(0, 0).unwrap(), c.event_create(0, 0).unwrap());
+    c.event_record(e0, s).unwrap();
+    c.launch(f, LaunchDims { grid: [(n as u32).div_ceil(256), 1, 1], block: [256, 1, 1], shared_mem: 0 }, s, &params).unwrap();
+    c.event_record(e1, s).unwrap();
+    c.stream_synchronize(s).unwrap();
+    assert!(c.event_query(e1).unwrap());
+    assert!(c.event_elapsed(e0, e1).unwrap() >= 0.0);
+    let mut out = vec![0f32; n];
+    c.memcpy_dtoh_on(out.as_mut_bytes(), dy, s).unwrap();
+    for i in 0..n {
+        assert_eq!(out[i], 3.0 * x[i] + y[i], "element {i}");
+    }
+    // memset + device-to-device copy
+    c.memset(dx, 0x01020304, 4, n as u64, 0, true).unwrap();
+    c.memcpy_dtod(dy, dx, bytes, 0, true).unwrap();
+    let mut w = vec![0u32; n];
+    c.memcpy_dtoh(w.as_mut_bytes(), dy).unwrap();
+    assert!(w.iter().all(|&v| v == 0x01020304));
+    // a global
+    let (g, gsize) = c.module_get_global(m, "remora_counter").unwrap();
+    assert_eq!(gsize, 4);
+    c.memcpy_htod(g, &5u32.to_le_bytes()).unwrap();
+    let count = c.module_get_function(m, "remora_count").unwrap();
+    let cl = c.func_param_info(count).unwrap();
+    c.launch(count, LaunchDims { grid: [2, 1, 1], block: [32, 1, 1], shared_mem: 0 }, 0, &pack_params(&cl, &[&2u32.to_le_bytes()]).unwrap()).unwrap();
+    let mut gv = [0u8; 4];
+    c.memcpy_dtoh(&mut gv, g).unwrap();
+    assert_eq!(u32::from_le_bytes(gv), 5 + 2 * 64);
+    for e in [e0, e1] {
+        c.event_destroy(e).unwrap();
+    }
+    c.stream_destroy(s).unwrap();
+    c.module_unload(m).unwrap();
+    // The global is no longer copyable once its module is gone.
+    assert_eq!(c.memcpy_htod(g, &[0; 4]), Err(Status::OUT_OF_RANGE));
+    c.mem_free(dx).unwrap();
+    c.mem_free(dy).unwrap();
+}
+
+#[test]
+fn saxpy_over_tcp_and_shm() {
+    let sup = start_server(HELPER, "basics", |_| {});
+    for url in urls(&sup) {
+        let c = Client::connect(&url, None).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(c.device_count().unwrap() >= 1);
+        let info = c.device_info(0).unwrap();
+        assert!(!info.name_str().is_empty());
+        assert!(info.total_mem.get() > 0);
+        saxpy_round(&c, 100_000);
+        c.close().unwrap();
+    }
+}
+
+#[test]
+fn bad_arguments_get_errors_and_the_session_goes_on() {
+    let sup = start_server(HELPER, "badargs", |_| {});
+    for url in urls(&sup) {
+        let c = Client::connect(&url, None).unwrap();
+        let p = c.mem_alloc(0, 4096).unwrap();
+        // Out of range, past the end, overflowing, unowned.
+        assert_eq!(c.memcpy_htod(p + 4000, &[0u8; 200]), Err(Status::OUT_OF_RANGE));
+        assert_eq!(c.memcpy_dtoh(&mut [0u8; 8], p + 4095), Err(Status::OUT_OF_RANGE));
+        assert_eq!(c.memcpy_dtod(p, u64::MAX - 2, 8, 0, true), Err(Status::OUT_OF_RANGE));
+        assert_eq!(c.memset(0x1234, 0, 1, 16, 0, true), Err(Status::OUT_OF_RANGE));
+        assert_eq!(c.mem_free(p + 8), Err(Status::INVALID_VALUE));
+        assert_eq!(c.memset(p, 0, 3, 16, 0, true), Err(Status::INVALID_VALUE));
+        // Bad handles and devices.
+        assert_eq!(c.stream_synchronize(0xdead_0000_0001), Err(Status::INVALID_HANDLE));
+        assert_eq!(c.event_destroy(7), Err(Status::INVALID_HANDLE));
+        assert_eq!(c.mem_alloc(999, 16), Err(Status::INVALID_DEVICE));
+        assert_eq!(c.module_get_function(12345, "x"), Err(Status::INVALID_HANDLE));
+        let m = c.module_load(0, DEMO_PTX.as_bytes(), ImageKind::Ptx).unwrap();
+        assert_eq!(c.module_get_function(m, "no_such_kernel"), Err(Status::NOT_FOUND));
+        // A stale handle is refused after destroy.
+        let s = c.stream_create(0, 0, 0).unwrap();
+        c.stream_destroy(s).unwrap();
+        assert_eq!(c.stream_destroy(s), Err(Status::INVALID_HANDLE));
+        // Fire-and-forget failure surfaces at the next replying call, once.
+        c.memcpy_htod_async(p + 4096, &[1, 2, 3], 0).unwrap();
+        assert_eq!(c.ping(), Err(Status::OUT_OF_RANGE));
+        assert_eq!(c.ping(), Ok(()));
+        // Still fully working.
+        c.memcpy_htod(p, &[9u8; 4096]).unwrap();
+        let mut back = [0u8; 4096];
+        c.memcpy_dtoh(&mut back, p).unwrap();
+        assert!(back.iter().all(|&b| b == 9));
+        c.mem_free(p).unwrap();
+        c.close().unwrap();
+    }
+}
+
+#[test]
+fn many_threads_share_one_client() {
+    let sup = start_server(HELPER, "threads", |_| {});
+    let url = urls(&sup)[0].clone();
+    let c = std::sync::Arc::new(Client::connect(&url, None).unwrap());
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let c = std::sync::Arc::clone(&c);
+            std::thread::spawn(move || {
+                for i in 0..50u32 {
+                    let len = 1 + (i as usize * 37) % 5000;
+                    let p = c.mem_alloc(0, len as u64).unwrap();
+                    let data = vec![t ^ (i as u8); len];
+                    c.memcpy_htod(p, &data).unwrap();
+                    let mut back = vec![0u8; len];
+                    c.memcpy_dtoh(&mut back, p).unwrap();
+                    assert_eq!(back, data);
+                    c.mem_free(p).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let st = sup.stats();
+    assert_eq!(st.live_sessions, 1);
+    assert_eq!(st.live_allocations, 0);
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: a real supervisor with worker processes, clients over tcp and shm.
+//! The backend is `REMORA_TEST_BACKEND` (emulated by default; `cuda` on the GPU machine).
+
+mod basics;
+mod faults;
+mod lifecycle;
+mod security;
+
+pub(crate) const HELPER: &str = env!("CARGO_BIN_EXE_remora-test-helper");

@@ -1,0 +1,64 @@
+//! Helpers shared by remora's integration tests: start a supervisor whose workers are this
+//! crate's helper binary, pick the backend from `REMORA_TEST_BACKEND`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use remora_server::backend::BackendKind;
+use remora_server::supervisor::{Config, ServerStats, Supervisor};
+use remora_transport::Endpoint;
+
+/// The backend tests run against: `REMORA_TEST_BACKEND` (`emulated` by default, `cuda` on the
+/// GPU machine).
+pub fn test_backend() -> BackendKind {
+    std::env::var("REMORA_TEST_BACKEND").ok().and_then(|v| v.parse().ok()).unwrap_or(BackendKind::Emulated)
+}
+
+/// Log to stderr when `REMORA_LOG` is set.
+pub fn init_logging() {
+    if let Ok(f) = std::env::var("REMORA_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(f)).with_test_writer().try_init();
+    }
+}
+
+/// A unique shm name for this test process and `tag`.
+pub fn shm_name(tag: &str) -> String {
+    format!("remora-test-{}-{tag}", std::process::id())
+}
+
+/// Start a supervisor on `tcp://127.0.0.1:0` and a unique `shm://`, workers from `helper`.
+pub fn start_server(helper: &str, tag: &str, tweak: impl FnOnce(&mut Config)) -> Supervisor {
+    init_logging();
+    let listen: Vec<Endpoint> = vec![
+        "tcp://127.0.0.1:0".parse().expect("tcp endpoint"),
+        format!("shm://{}", shm_name(tag)).parse().expect("shm endpoint"),
+    ];
+    let mut cfg = Config::new(listen, (PathBuf::from(helper), vec!["worker".into()]));
+    cfg.backend = test_backend();
+    cfg.pool_size = 2;
+    cfg.spin = Duration::from_millis(5);
+    tweak(&mut cfg);
+    let sup = Supervisor::start(cfg).expect("supervisor starts");
+    assert!(sup.wait_ready(1, Duration::from_secs(60)), "no worker became ready");
+    sup
+}
+
+/// The tcp and shm URLs of a supervisor.
+pub fn urls(sup: &Supervisor) -> Vec<String> {
+    sup.endpoints().iter().map(ToString::to_string).collect()
+}
+
+/// Poll `stats` until `pred` holds or `timeout` passes; returns the last stats and whether it held.
+pub fn wait_stats(sup: &Supervisor, timeout: Duration, pred: impl Fn(&ServerStats) -> bool) -> (ServerStats, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let st = sup.stats();
+        if pred(&st) {
+            return (st, true);
+        }
+        if Instant::now() > deadline {
+            return (st, false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
