@@ -36,6 +36,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             let mut cfg = Config::new(listen, crate::worker_command()?);
             cfg.backend = a.backend.parse::<BackendKind>().map_err(anyhow::Error::msg)?;
             cfg.pool_size = 1;
+            if std::env::var_os("REMORA_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
+                cfg.worker_env.push(("REMORA_LOG".into(), "warn".into()));
+            }
             let sup = Supervisor::start(cfg).context("starting a local server")?;
             let urls = sup.endpoints().iter().map(ToString::to_string).collect();
             println!("started a local server (pass --server URL to use another)");
@@ -94,12 +97,15 @@ fn workload(url: &str, token: Option<&str>, n: usize) -> anyhow::Result<()> {
     c.memcpy_htod(dy, as_bytes(&y)).map_err(|s| anyhow::anyhow!("copy y: {s}"))?;
     let h2d = tc.elapsed();
 
-    let module = c.module_load(0, DEMO_PTX.as_bytes(), ImageKind::Ptx).map_err(|s| anyhow::anyhow!("loading the demo module: {s}"))?;
+    let module = c
+        .module_load(0, DEMO_PTX.as_bytes(), ImageKind::Ptx)
+        .map_err(|s| anyhow::anyhow!("loading the demo module: {s}"))?;
     let saxpy = c.module_get_function(module, "remora_saxpy").map_err(|s| anyhow::anyhow!("remora_saxpy: {s}"))?;
     let layout = c.func_param_info(saxpy).map_err(|s| anyhow::anyhow!("parameter info: {s}"))?;
     let alpha = 2.0f32;
-    let params = pack_params(&layout, &[&alpha.to_le_bytes(), &dx.to_le_bytes(), &dy.to_le_bytes(), &(n as u64).to_le_bytes()])
-        .map_err(|s| anyhow::anyhow!("packing parameters for layout {layout:?}: {s}"))?;
+    let params =
+        pack_params(&layout, &[&alpha.to_le_bytes(), &dx.to_le_bytes(), &dy.to_le_bytes(), &(n as u64).to_le_bytes()])
+            .map_err(|s| anyhow::anyhow!("packing parameters for layout {layout:?}: {s}"))?;
     let ev0 = c.event_create(0, 0).map_err(|s| anyhow::anyhow!("event: {s}"))?;
     let ev1 = c.event_create(0, 0).map_err(|s| anyhow::anyhow!("event: {s}"))?;
     let blocks = u32::try_from(n.div_ceil(256).min(65535)).unwrap_or(65535);
@@ -116,7 +122,11 @@ fn workload(url: &str, token: Option<&str>, n: usize) -> anyhow::Result<()> {
     let d2h = td.elapsed();
     let bad = (0..n).filter(|&i| out[i] != alpha * x[i] + y[i]).count();
     if bad != 0 {
-        bail!("saxpy result wrong in {bad} of {n} elements (first: y[{}] = {})", (0..n).find(|&i| out[i] != alpha * x[i] + y[i]).unwrap_or(0), out[0]);
+        bail!(
+            "saxpy result wrong in {bad} of {n} elements (first: y[{}] = {})",
+            (0..n).find(|&i| out[i] != alpha * x[i] + y[i]).unwrap_or(0),
+            out[0]
+        );
     }
     println!(
         "  saxpy on {n} floats: launched remora_saxpy (params {layout:?}), verified all {n} results · kernel {kernel_ms:.3} ms"
@@ -124,7 +134,7 @@ fn workload(url: &str, token: Option<&str>, n: usize) -> anyhow::Result<()> {
     println!(
         "  copies: H2D {:.2} GB/s ({} MiB in 2 copies), D2H {:.2} GB/s",
         2.0 * bytes as f64 / h2d.as_secs_f64() / 1e9,
-        2 * bytes >> 20,
+        (2 * bytes) >> 20,
         bytes as f64 / d2h.as_secs_f64() / 1e9
     );
 

@@ -34,12 +34,18 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     } else {
         line(true, "RDMA devices", &format!("{} (rdma:// transport not built yet)", ib.join(", ")));
     }
-    let memlock = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Max locked memory")).map(|l| l.split_whitespace().skip(3).take(2).collect::<Vec<_>>().join(" ")));
+    let memlock = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Max locked memory"))
+            .map(|l| l.split_whitespace().skip(3).take(2).collect::<Vec<_>>().join(" "))
+    });
     match memlock {
         Some(m) if m.starts_with("unlimited") => line(true, "memlock limit", "unlimited"),
-        Some(m) => line(false, "memlock limit", &format!("{m} (soft hard, bytes); RDMA registration needs `ulimit -l unlimited`")),
+        Some(m) => line(
+            false,
+            "memlock limit",
+            &format!("{m} (soft hard, bytes); RDMA registration needs `ulimit -l unlimited`"),
+        ),
         None => line(false, "memlock limit", "unknown"),
     }
     line(true, "transport tcp://", "available");
@@ -61,13 +67,41 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         }
     };
     let w = c.welcome();
-    line(true, "handshake", &format!("protocol v{} in {:.1} ms, session {}, worker pid {}", remora_wire::PROTOCOL_VERSION, t.elapsed().as_secs_f64() * 1e3, w.session_id.get(), w.worker_pid.get()));
-    line(w.backend_name() != "emulated", "backend", &format!("{}{}", w.backend_name(), if w.backend_name() == "emulated" { " (test double, not a GPU)" } else { "" }));
+    line(
+        true,
+        "handshake",
+        &format!(
+            "protocol v{} in {:.1} ms, session {}, worker pid {}",
+            remora_wire::PROTOCOL_VERSION,
+            t.elapsed().as_secs_f64() * 1e3,
+            w.session_id.get(),
+            w.worker_pid.get()
+        ),
+    );
+    line(
+        w.backend_name() != "emulated",
+        "backend",
+        &format!(
+            "{}{}",
+            w.backend_name(),
+            if w.backend_name() == "emulated" { " (test double, not a GPU)" } else { "" }
+        ),
+    );
     let drv = c.driver_version().map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10)).unwrap_or_else(|s| s.to_string());
     line(true, "driver version", &drv);
     for d in 0..c.device_count().unwrap_or(0) {
         if let Ok(info) = c.device_info(d) {
-            line(true, &format!("device {d}"), &format!("{} sm_{}{} {:.1} GiB", info.name_str(), info.attribute(75), info.attribute(76), info.total_mem.get() as f64 / (1u64 << 30) as f64));
+            line(
+                true,
+                &format!("device {d}"),
+                &format!(
+                    "{} sm_{}{} {:.1} GiB",
+                    info.name_str(),
+                    info.attribute(75),
+                    info.attribute(76),
+                    info.total_mem.get() as f64 / (1u64 << 30) as f64
+                ),
+            );
         }
     }
     let mut v: Vec<Duration> = (0..200)

@@ -28,9 +28,8 @@ enum Command {
 }
 
 fn init_logging(default: &str) {
-    let filter = std::env::var("REMORA_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| default.to_string());
+    let filter =
+        std::env::var("REMORA_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| default.to_string());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

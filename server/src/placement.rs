@@ -65,7 +65,8 @@ impl Placement {
             .collect();
         let candidates = if near.is_empty() { allowed } else { near };
         // Least loaded; among equals the highest id (core 0 takes most interrupts).
-        let core = candidates.iter().copied().min_by_key(|c| (self.load.get(c).copied().unwrap_or(0), usize::MAX - c))?;
+        let core =
+            candidates.iter().copied().min_by_key(|c| (self.load.get(c).copied().unwrap_or(0), usize::MAX - c))?;
         *self.load.entry(core).or_default() += 1;
         Some(core)
     }

@@ -274,7 +274,8 @@ impl<'s> Session<'s> {
         if o.len.get() != data_len as u64 {
             return Err(Status::PROTOCOL);
         }
-        let checked = self.ranges.check(o.dst.get(), o.len.get()).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev));
+        let checked =
+            self.ranges.check(o.dst.get(), o.len.get()).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev));
         let (dev, stream) = match checked {
             Ok(v) => v,
             Err(e) => {
@@ -296,16 +297,15 @@ impl<'s> Session<'s> {
             Err(_) => return Err(End::Protocol("malformed MemcpyDtoH payload".into())),
         };
         let n = o.len.get();
-        let result = self
-            .ranges
-            .check(o.src.get(), n)
-            .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
-            .and_then(|(dev, stream)| {
-                let n = usize::try_from(n).map_err(|_| Status::INVALID_VALUE)?;
-                self.out.clear();
-                self.out.resize(n, 0);
-                self.backend.memcpy_dtoh(dev, &mut self.out, o.src.get(), stream)
-            });
+        let result =
+            self.ranges.check(o.src.get(), n).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev)).and_then(
+                |(dev, stream)| {
+                    let n = usize::try_from(n).map_err(|_| Status::INVALID_VALUE)?;
+                    self.out.clear();
+                    self.out.resize(n, 0);
+                    self.backend.memcpy_dtoh(dev, &mut self.out, o.src.get(), stream)
+                },
+            );
         if result.is_ok() {
             self.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
         }
@@ -330,7 +330,11 @@ impl<'s> Session<'s> {
             || ImageKind::try_from(o.kind.get()).is_err()
         {
             discard(&mut *self.link, data_len).map_err(|_| Status::TRANSPORT)?;
-            return Err(if dev >= self.backend.device_count() { Status::INVALID_DEVICE } else { Status::INVALID_VALUE });
+            return Err(if dev >= self.backend.device_count() {
+                Status::INVALID_DEVICE
+            } else {
+                Status::INVALID_VALUE
+            });
         }
         self.buf.clear();
         self.buf.resize(data_len, 0);
@@ -572,7 +576,10 @@ impl<'s> Session<'s> {
                 let o: ops::HandleRef = op(p)?;
                 let f = *self.functions.get(o.handle.get())?;
                 let params = self.backend.func_param_info(f.dev, f.raw)?;
-                self.put(&ops::ParamInfoReply { count: U32::new(params.len() as u32), reserved: U32::new(0) });
+                self.put(&ops::ParamInfoReply {
+                    count: U32::new(u32::try_from(params.len()).map_err(|_| Status::INVALID_VALUE)?),
+                    reserved: U32::new(0),
+                });
                 for (offset, size) in params {
                     self.put(&ParamInfo { offset: U32::new(offset), size: U32::new(size) });
                 }

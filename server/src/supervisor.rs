@@ -46,6 +46,10 @@ pub struct Config {
     pub max_streams: Option<usize>,
     /// How long an authenticated client waits for a free worker before it is refused.
     pub worker_wait: Duration,
+    /// Extra environment for worker processes (e.g. `REMORA_LOG`).
+    pub worker_env: Vec<(String, String)>,
+    /// A connection whose handshake stalls this long is closed.
+    pub handshake_timeout: Duration,
 }
 
 impl Config {
@@ -61,6 +65,8 @@ impl Config {
             max_memory: None,
             max_streams: None,
             worker_wait: Duration::from_secs(30),
+            worker_env: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -190,12 +196,15 @@ impl Supervisor {
         let nonce = remora_transport::auth::nonce();
         let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
         let control_name = format!("remora-ctl-{}-{}", std::process::id(), &hex[..12]);
-        let addr = SocketAddr::from_abstract_name(control_name.as_bytes()).map_err(|e| Error::Io("control socket", e))?;
+        let addr =
+            SocketAddr::from_abstract_name(control_name.as_bytes()).map_err(|e| Error::Io("control socket", e))?;
         let control = UnixListener::bind_addr(&addr).map_err(|e| Error::Io("bind control socket", e))?;
 
         let mut listeners: Vec<Box<dyn Listener>> = Vec::new();
         for ep in &cfg.listen {
-            listeners.push(remora_transport::listen(ep).map_err(|source| Error::Listen { endpoint: ep.to_string(), source })?);
+            listeners.push(
+                remora_transport::listen(ep).map_err(|source| Error::Listen { endpoint: ep.to_string(), source })?,
+            );
         }
         let endpoints: Vec<Endpoint> = listeners.iter().map(|l| l.local_endpoint()).collect();
 
@@ -313,6 +322,7 @@ impl Shared {
             .env(env::SECRET, &self.secret)
             .env(env::BACKEND, backend_arg(self.cfg.backend))
             .env(env::SPIN_US, self.cfg.spin.as_micros().to_string())
+            .envs(self.cfg.worker_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         if let Some(m) = self.cfg.max_memory {
             cmd.env(env::MAX_MEMORY, m.to_string());
@@ -395,11 +405,20 @@ impl Shared {
         let id = self.next_session.fetch_add(1, Ordering::SeqCst);
         let cores: Vec<usize> = {
             let mut p = self.placement.lock();
-            let pcis: Vec<Option<&str>> = if worker.pci.is_empty() { vec![None] } else { worker.pci.iter().map(|s| (s != "-").then_some(s.as_str())).collect() };
+            let pcis: Vec<Option<&str>> = if worker.pci.is_empty() {
+                vec![None]
+            } else {
+                worker.pci.iter().map(|s| (s != "-").then_some(s.as_str())).collect()
+            };
             pcis.into_iter().filter_map(|pci| p.pick(pci)).collect()
         };
         let core_list = cores.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-        let line = format!("SESSION {id} {} {} {}", neg.version, neg.capabilities.0, if core_list.is_empty() { "-" } else { &core_list });
+        let line = format!(
+            "SESSION {id} {} {} {}",
+            neg.version,
+            neg.capabilities.0,
+            if core_list.is_empty() { "-" } else { &core_list }
+        );
         let handoff = match link.into_handoff() {
             Ok(h) => h,
             Err(e) => {
@@ -501,6 +520,7 @@ fn registrar(shared: &Arc<Shared>, control: UnixListener) {
             if b.is_none() {
                 tracing::info!(backend = %backend, devices = f.get(4).copied().unwrap_or("?"), "first worker ready");
                 if backend == "emulated" {
+                    tracing::warn!("workers run the EMULATED backend: host memory, not a GPU (a test double)");
                     *shared.capabilities.lock() = Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::EMULATED;
                 }
             }
@@ -562,13 +582,20 @@ fn reaper(shared: &Arc<Shared>) {
             match session {
                 Some(s) => {
                     shared.release_cores(&s.cores);
-                    let freed = s.report.as_deref().and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+                    let freed =
+                        s.report.as_deref().and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap_or(0);
                     if s.report.is_some() {
                         tracing::info!(session = s.id, pid, %exit, report = s.report.as_deref().unwrap_or(""), "session worker exited");
                     } else {
                         tracing::warn!(session = s.id, pid, %exit, "session worker died without reporting; the OS reclaimed its resources");
                     }
-                    shared.record_end(EndRecord { session_id: Some(s.id), worker_pid: pid, exit, report: s.report, freed_allocations: freed });
+                    shared.record_end(EndRecord {
+                        session_id: Some(s.id),
+                        worker_pid: pid,
+                        exit,
+                        report: s.report,
+                        freed_allocations: freed,
+                    });
                     shared.stats_cv.notify_all();
                 }
                 None => {
@@ -580,7 +607,13 @@ fn reaper(shared: &Arc<Shared>) {
                     } else if !shared.shutting_down.load(Ordering::SeqCst) {
                         tracing::warn!(pid, %exit, "idle worker exited");
                     }
-                    shared.record_end(EndRecord { session_id: None, worker_pid: pid, exit, report: None, freed_allocations: 0 });
+                    shared.record_end(EndRecord {
+                        session_id: None,
+                        worker_pid: pid,
+                        exit,
+                        report: None,
+                        freed_allocations: 0,
+                    });
                 }
             }
             if shared.startup_failures.load(Ordering::SeqCst) >= 3 {
@@ -609,6 +642,7 @@ fn acceptor(shared: &Arc<Shared>, mut listener: Box<dyn Listener>) {
         spawn_named("remora-handshake", move || {
             let mut link = link;
             let peer = link.peer();
+            link.set_recv_timeout(Some(s.cfg.handshake_timeout));
             let token = s.cfg.token.clone();
             let caps = *s.capabilities.lock();
             match handshake::server_authenticate(&mut *link, token.as_deref().map(str::as_bytes), caps) {

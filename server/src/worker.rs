@@ -60,7 +60,8 @@ pub fn worker_main() -> i32 {
 }
 
 fn run() -> Result<(), String> {
-    let control = std::env::var(env::CONTROL).map_err(|_| format!("{} not set: workers are started by `remora serve`", env::CONTROL))?;
+    let control = std::env::var(env::CONTROL)
+        .map_err(|_| format!("{} not set: workers are started by `remora serve`", env::CONTROL))?;
     let secret = std::env::var(env::SECRET).map_err(|_| format!("{} not set", env::SECRET))?;
     let kind: BackendKind = std::env::var(env::BACKEND).unwrap_or_else(|_| "auto".into()).parse()?;
     let spin = Duration::from_micros(env_parse(env::SPIN_US).unwrap_or(200_000));

@@ -22,10 +22,13 @@ fn saxpy_round(c: &Client, n: usize) {
     let f = c.module_get_function(m, "remora_saxpy").unwrap();
     let layout = c.func_param_info(f).unwrap();
     assert_eq!(layout, vec![(0, 4), (8, 8), (16, 8), (24, 8)]);
-    let params = pack_params(&layout, &[&3.0f32.to_le_bytes(), &dx.to_le_bytes(), &dy.to_le_bytes(), &(n as u64).to_le_bytes()]).unwrap();
+    let params =
+        pack_params(&layout, &[&3.0f32.to_le_bytes(), &dx.to_le_bytes(), &dy.to_le_bytes(), &(n as u64).to_le_bytes()])
+            .unwrap();
     let (e0, e1) = (c.event_create(0, 0).unwrap(), c.event_create(0, 0).unwrap());
     c.event_record(e0, s).unwrap();
-    c.launch(f, LaunchDims { grid: [(n as u32).div_ceil(256), 1, 1], block: [256, 1, 1], shared_mem: 0 }, s, &params).unwrap();
+    c.launch(f, LaunchDims { grid: [(n as u32).div_ceil(256), 1, 1], block: [256, 1, 1], shared_mem: 0 }, s, &params)
+        .unwrap();
     c.event_record(e1, s).unwrap();
     c.stream_synchronize(s).unwrap();
     assert!(c.event_query(e1).unwrap());
@@ -47,7 +50,13 @@ fn saxpy_round(c: &Client, n: usize) {
     c.memcpy_htod(g, &5u32.to_le_bytes()).unwrap();
     let count = c.module_get_function(m, "remora_count").unwrap();
     let cl = c.func_param_info(count).unwrap();
-    c.launch(count, LaunchDims { grid: [2, 1, 1], block: [32, 1, 1], shared_mem: 0 }, 0, &pack_params(&cl, &[&2u32.to_le_bytes()]).unwrap()).unwrap();
+    c.launch(
+        count,
+        LaunchDims { grid: [2, 1, 1], block: [32, 1, 1], shared_mem: 0 },
+        0,
+        &pack_params(&cl, &[&2u32.to_le_bytes()]).unwrap(),
+    )
+    .unwrap();
     let mut gv = [0u8; 4];
     c.memcpy_dtoh(&mut gv, g).unwrap();
     assert_eq!(u32::from_le_bytes(gv), 5 + 2 * 64);

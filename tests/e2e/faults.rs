@@ -14,7 +14,12 @@ fn assert_kernel(c: &Client, flag_value: i32) -> Result<(), Status> {
     let m = c.module_load(0, DEMO_PTX.as_bytes(), ImageKind::Ptx)?;
     let f = c.module_get_function(m, "remora_assert")?;
     let layout = c.func_param_info(f)?;
-    c.launch(f, LaunchDims { grid: [1, 1, 1], block: [1, 1, 1], shared_mem: 0 }, 0, &pack_params(&layout, &[&flag.to_le_bytes()])?)?;
+    c.launch(
+        f,
+        LaunchDims { grid: [1, 1, 1], block: [1, 1, 1], shared_mem: 0 },
+        0,
+        &pack_params(&layout, &[&flag.to_le_bytes()])?,
+    )?;
     c.device_synchronize(0)
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests: a real supervisor with worker processes, clients over tcp and shm.
 //! The backend is `REMORA_TEST_BACKEND` (emulated by default; `cuda` on the GPU machine).
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; sizes are small
 
 mod basics;
 mod faults;

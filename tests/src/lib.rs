@@ -17,7 +17,10 @@ pub fn test_backend() -> BackendKind {
 /// Log to stderr when `REMORA_LOG` is set.
 pub fn init_logging() {
     if let Ok(f) = std::env::var("REMORA_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(f)).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .with_test_writer()
+            .try_init();
     }
 }
 

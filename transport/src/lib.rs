@@ -208,6 +208,9 @@ pub trait Link: Send + fmt::Debug {
     fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<bool>;
     /// Set the spin-then-park policy.
     fn set_poll_policy(&mut self, policy: PollPolicy);
+    /// Make [`Link::recv_exact`] fail with [`Error::Timeout`] when no byte arrives for `timeout`
+    /// (`None`: wait for ever). Used around handshakes, so a silent peer cannot hold a thread.
+    fn set_recv_timeout(&mut self, timeout: Option<Duration>);
     /// The backend's name (`tcp`, `shm`).
     fn kind(&self) -> &'static str;
     /// The peer, for logs.

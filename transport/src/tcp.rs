@@ -23,6 +23,7 @@ use crate::{sys, Endpoint, Error, Handoff, Link, LinkKind, Listener, PollPolicy,
 pub struct TcpLink {
     sock: TcpStream,
     policy: PollPolicy,
+    recv_timeout: Option<Duration>,
     peer: String,
     server_side: bool,
 }
@@ -66,7 +67,7 @@ impl TcpLink {
         sock.set_nodelay(true).map_err(|e| Error::io("set TCP_NODELAY", e))?;
         sys::set_int_opt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
             .map_err(|e| Error::io("set SO_KEEPALIVE", e))?;
-        Ok(TcpLink { sock, policy: PollPolicy::default(), peer, server_side })
+        Ok(TcpLink { sock, policy: PollPolicy::default(), recv_timeout: None, peer, server_side })
     }
 
     /// Rebuild a link from a [`Handoff`] of kind [`LinkKind::Tcp`] (one descriptor: the socket).
@@ -103,11 +104,21 @@ impl Link for TcpLink {
         let mut spin_until: Option<Instant> = None;
         let mut spinning = !self.policy.spin.is_zero();
         while off < buf.len() {
-            let flags = if spinning { libc::MSG_DONTWAIT } else { libc::MSG_WAITALL };
+            if !spinning {
+                if let Some(t) = self.recv_timeout {
+                    // Wait for the next bytes at most `t`, then take what is there.
+                    let revents = sys::poll_one(fd, libc::POLLIN, Some(t)).map_err(|e| Error::io("tcp poll", e))?;
+                    if revents == 0 {
+                        return Err(Error::Timeout(t));
+                    }
+                }
+            }
+            let flags = if spinning || self.recv_timeout.is_some() { libc::MSG_DONTWAIT } else { libc::MSG_WAITALL };
             match sys::recv(fd, &mut buf[off..], flags) {
                 Ok(0) => return Err(Error::PeerClosed),
                 Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && spinning => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !spinning => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let now = Instant::now();
                     let until = *spin_until.get_or_insert(now + self.policy.spin);
                     if now >= until {
@@ -144,6 +155,10 @@ impl Link for TcpLink {
 
     fn set_poll_policy(&mut self, policy: PollPolicy) {
         self.policy = policy;
+    }
+
+    fn set_recv_timeout(&mut self, timeout: Option<Duration>) {
+        self.recv_timeout = timeout;
     }
 
     fn kind(&self) -> &'static str {

@@ -29,7 +29,7 @@ pub mod opcode;
 pub mod ops;
 pub mod status;
 
-pub use handshake::{Capabilities, Challenge, Hello, AuthProof, Welcome};
+pub use handshake::{AuthProof, Capabilities, Challenge, Hello, Welcome};
 pub use header::{Flags, Header, HeaderError, HEADER_LEN, MAGIC, MAX_FRAME_LEN, PROTOCOL_VERSION};
 pub use opcode::Opcode;
 pub use status::Status;

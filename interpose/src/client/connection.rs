@@ -89,6 +89,11 @@ enum Into<'a> {
     Slice(&'a mut [u8]),
 }
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(90);
 const KEEPALIVE: Duration = Duration::from_secs(10);
 const DEAD_AFTER: Duration = Duration::from_secs(3600);
 
@@ -98,14 +103,18 @@ impl Client {
         let endpoint: Endpoint = url.parse().map_err(ConnectError::Url)?;
         let mut link = connect(&endpoint).map_err(|source| ConnectError::Connect { url: url.into(), source })?;
         let caps = Capabilities::ASYNC_OPS | Capabilities::SHM;
+        // The server may need to start a worker first; after the handshake, calls may wait on
+        // the GPU for as long as the work takes.
+        link.set_recv_timeout(Some(HANDSHAKE_TIMEOUT));
         let (welcome, capabilities) = handshake::client_handshake(&mut *link, token.map(str::as_bytes), caps)
             .map_err(|source| ConnectError::Handshake { url: url.into(), source })?;
+        link.set_recv_timeout(None);
         tracing::debug!(%endpoint, session = welcome.session_id.get(), worker = welcome.worker_pid.get(), backend = welcome.backend_name(), "connected");
         let epoch = Instant::now();
         Ok(Client {
             conn: Mutex::new(Conn {
                 link,
-                proto: ClientProto::new(64, KEEPALIVE.as_nanos() as u64, DEAD_AFTER.as_nanos() as u64, 0),
+                proto: ClientProto::new(64, nanos(KEEPALIVE), nanos(DEAD_AFTER), 0),
                 broken: None,
             }),
             endpoint,
@@ -153,7 +162,8 @@ impl Client {
         if let Some(s) = c.broken {
             return Err(s);
         }
-        let hdr = c.proto.start(opcode, (req.len() + data.len()) as u64, true, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
+        let hdr =
+            c.proto.start(opcode, (req.len() + data.len()) as u64, true, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
         if let Err(e) = c.link.send(&[hdr.as_bytes(), req, data]) {
             return Err(Self::fail(c, e));
         }
@@ -170,7 +180,13 @@ impl Client {
         let r = match into {
             Into::Slice(dst) if status.is_ok() => {
                 if len != dst.len() {
-                    return Err(Self::fail(c, remora_transport::Error::Protocol(format!("reply of {len} bytes for a {}-byte read", dst.len()))));
+                    return Err(Self::fail(
+                        c,
+                        remora_transport::Error::Protocol(format!(
+                            "reply of {len} bytes for a {}-byte read",
+                            dst.len()
+                        )),
+                    ));
                 }
                 c.link.recv_exact(dst)
             }
@@ -195,7 +211,12 @@ impl Client {
         Ok(out)
     }
 
-    fn call<R: FromBytes + KnownLayout + Immutable + Copy>(&self, opcode: Opcode, req: &[u8], data: &[u8]) -> Result<R, Status> {
+    fn call<R: FromBytes + KnownLayout + Immutable + Copy>(
+        &self,
+        opcode: Opcode,
+        req: &[u8],
+        data: &[u8],
+    ) -> Result<R, Status> {
         let out = self.call_inner(opcode, req, data, Into::Vec)?;
         remora_wire::read::<R>(&out).map_err(|_| Status::PROTOCOL)
     }
@@ -212,7 +233,8 @@ impl Client {
         if let Some(s) = c.broken {
             return Err(s);
         }
-        let hdr = c.proto.start(opcode, (req.len() + data.len()) as u64, false, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
+        let hdr =
+            c.proto.start(opcode, (req.len() + data.len()) as u64, false, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
         c.link.send(&[hdr.as_bytes(), req, data]).map_err(|e| Self::fail(c, e))
     }
 
@@ -320,7 +342,8 @@ impl Client {
 
     /// Device → device copy; `wait` false makes it fire-and-forget.
     pub fn memcpy_dtod(&self, dst: u64, src: u64, len: u64, stream: u64, wait: bool) -> Result<(), Status> {
-        let req = ops::MemcpyDtoD { dst: U64::new(dst), src: U64::new(src), len: U64::new(len), stream: U64::new(stream) };
+        let req =
+            ops::MemcpyDtoD { dst: U64::new(dst), src: U64::new(src), len: U64::new(len), stream: U64::new(stream) };
         if wait {
             self.call_unit(Opcode::MemcpyDtoD, req.as_bytes())
         } else {
@@ -329,7 +352,15 @@ impl Client {
     }
 
     /// Set `count` elements of `element_size` (1, 2, 4) bytes; `wait` false: fire-and-forget.
-    pub fn memset(&self, dst: u64, value: u32, element_size: u32, count: u64, stream: u64, wait: bool) -> Result<(), Status> {
+    pub fn memset(
+        &self,
+        dst: u64,
+        value: u32,
+        element_size: u32,
+        count: u64,
+        stream: u64,
+        wait: bool,
+    ) -> Result<(), Status> {
         let req = ops::Memset {
             dst: U64::new(dst),
             count: U64::new(count),
@@ -348,7 +379,12 @@ impl Client {
 
     /// Create a stream.
     pub fn stream_create(&self, dev: u32, flags: u32, priority: i32) -> Result<u64, Status> {
-        let req = ops::StreamCreate { device: U32::new(dev), flags: U32::new(flags), priority: I32::new(priority), reserved: U32::new(0) };
+        let req = ops::StreamCreate {
+            device: U32::new(dev),
+            flags: U32::new(flags),
+            priority: I32::new(priority),
+            reserved: U32::new(0),
+        };
         self.call::<ops::HandleReply>(Opcode::StreamCreate, req.as_bytes(), &[]).map(|r| r.handle.get())
     }
 
@@ -373,7 +409,12 @@ impl Client {
 
     /// Make `stream` wait for `event` (fire-and-forget).
     pub fn stream_wait_event(&self, stream: u64, event: u64, flags: u32) -> Result<(), Status> {
-        let req = ops::StreamWaitEvent { stream: U64::new(stream), event: U64::new(event), flags: U32::new(flags), reserved: U32::new(0) };
+        let req = ops::StreamWaitEvent {
+            stream: U64::new(stream),
+            event: U64::new(event),
+            flags: U32::new(flags),
+            reserved: U32::new(0),
+        };
         self.post(Opcode::StreamWaitEvent, req.as_bytes(), &[])
     }
 
@@ -420,7 +461,8 @@ impl Client {
 
     /// Load a module image (fatbinary, cubin or PTX) on a device.
     pub fn module_load(&self, dev: u32, image: &[u8], kind: ImageKind) -> Result<u64, Status> {
-        let req = ops::ModuleLoad { device: U32::new(dev), kind: U32::new(kind as u32), len: U64::new(image.len() as u64) };
+        let req =
+            ops::ModuleLoad { device: U32::new(dev), kind: U32::new(kind as u32), len: U64::new(image.len() as u64) };
         let out = self.call_inner(Opcode::ModuleLoad, req.as_bytes(), image, Into::Vec)?;
         remora_wire::read::<ops::HandleReply>(&out).map(|r| r.handle.get()).map_err(|_| Status::PROTOCOL)
     }
@@ -438,18 +480,25 @@ impl Client {
     /// A kernel of a module.
     pub fn module_get_function(&self, module: u64, name: &str) -> Result<u64, Status> {
         let req = Self::symbol_req(module, name)?;
-        self.call::<ops::HandleReply>(Opcode::ModuleGetFunction, req.as_bytes(), name.as_bytes()).map(|r| r.handle.get())
+        self.call::<ops::HandleReply>(Opcode::ModuleGetFunction, req.as_bytes(), name.as_bytes())
+            .map(|r| r.handle.get())
     }
 
     /// A global of a module: (address, size). The range becomes copyable by this session.
     pub fn module_get_global(&self, module: u64, name: &str) -> Result<(u64, u64), Status> {
         let req = Self::symbol_req(module, name)?;
-        self.call::<ops::MemRangeReply>(Opcode::ModuleGetGlobal, req.as_bytes(), name.as_bytes()).map(|r| (r.base.get(), r.size.get()))
+        self.call::<ops::MemRangeReply>(Opcode::ModuleGetGlobal, req.as_bytes(), name.as_bytes())
+            .map(|r| (r.base.get(), r.size.get()))
     }
 
     /// A kernel's parameters: (offset, size) each.
     pub fn func_param_info(&self, function: u64) -> Result<Vec<(u32, u32)>, Status> {
-        let out = self.call_inner(Opcode::FuncGetParamInfo, ops::HandleRef { handle: U64::new(function) }.as_bytes(), &[], Into::Vec)?;
+        let out = self.call_inner(
+            Opcode::FuncGetParamInfo,
+            ops::HandleRef { handle: U64::new(function) }.as_bytes(),
+            &[],
+            Into::Vec,
+        )?;
         let (head, rest) = remora_wire::split::<ops::ParamInfoReply>(&out).map_err(|_| Status::PROTOCOL)?;
         let n = head.count.get() as usize;
         let list = <[ParamInfo]>::ref_from_prefix_with_elems(rest, n).map_err(|_| Status::PROTOCOL)?.0;
@@ -464,7 +513,8 @@ impl Client {
 
     /// Set a function attribute.
     pub fn func_set_attribute(&self, function: u64, attr: i32, value: i32) -> Result<(), Status> {
-        let req = ops::FuncSetAttribute { function: U64::new(function), attribute: I32::new(attr), value: I32::new(value) };
+        let req =
+            ops::FuncSetAttribute { function: U64::new(function), attribute: I32::new(attr), value: I32::new(value) };
         self.call_unit(Opcode::FuncSetAttribute, req.as_bytes())
     }
 

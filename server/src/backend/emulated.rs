@@ -389,7 +389,7 @@ impl EmulatedBackend {
     pub fn with_memory(devices: u32, memory: u64) -> EmulatedBackend {
         let devices = devices.min(MAX_DEVICES);
         let memory = memory.min(WINDOW);
-        tracing::warn!(
+        tracing::info!(
             devices,
             memory,
             "using the EMULATED backend: a test double in host memory, not a GPU; only the demo kernels run"

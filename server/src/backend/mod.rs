@@ -149,7 +149,7 @@ pub fn open(kind: BackendKind) -> Result<Box<dyn Backend>, String> {
         BackendKind::Auto => match cuda::CudaBackend::open() {
             Ok(b) => Ok(Box::new(b)),
             Err(why) => {
-                tracing::warn!(
+                tracing::info!(
                     "no usable CUDA driver/GPU ({why}); using the EMULATED backend (host memory, not a GPU)"
                 );
                 Ok(Box::new(emulated::EmulatedBackend::new(emulated::DEFAULT_DEVICES)))

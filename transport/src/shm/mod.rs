@@ -93,6 +93,7 @@ pub struct ShmLink {
     region: Arc<Region>,
     server_side: bool,
     policy: PollPolicy,
+    recv_timeout: Option<Duration>,
     /// The socket reached end of stream: the peer is gone (its last bytes may still be in `rx`).
     peer_closed: bool,
     last_eof_check: Instant,
@@ -186,6 +187,7 @@ impl ShmLink {
             region,
             server_side,
             policy: PollPolicy::default(),
+            recv_timeout: None,
             peer_closed: false,
             last_eof_check: Instant::now(),
             peer,
@@ -362,7 +364,10 @@ impl Link for ShmLink {
         while off < buf.len() {
             let n = self.rx.read(&mut buf[off..], step)?;
             if n == 0 {
-                self.wait(Want::Data, None)?;
+                let deadline = self.recv_timeout.map(|t| Instant::now() + t);
+                if !self.wait(Want::Data, deadline)? {
+                    return Err(Error::Timeout(self.recv_timeout.unwrap_or_default()));
+                }
                 continue;
             }
             off += n;
@@ -398,6 +403,10 @@ impl Link for ShmLink {
 
     fn set_poll_policy(&mut self, policy: PollPolicy) {
         self.policy = policy;
+    }
+
+    fn set_recv_timeout(&mut self, timeout: Option<Duration>) {
+        self.recv_timeout = timeout;
     }
 
     fn kind(&self) -> &'static str {

@@ -85,7 +85,13 @@ mod tests {
     fn every_struct_round_trips() {
         fn rt<T>(v: T)
         where
-            T: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::KnownLayout + zerocopy::Immutable + Copy + PartialEq + core::fmt::Debug,
+            T: zerocopy::FromBytes
+                + zerocopy::IntoBytes
+                + zerocopy::KnownLayout
+                + zerocopy::Immutable
+                + Copy
+                + PartialEq
+                + core::fmt::Debug,
         {
             let bytes = v.as_bytes().to_vec();
             assert_eq!(crate::read::<T>(&bytes).unwrap(), v);
@@ -94,8 +100,19 @@ mod tests {
         rt(MemFree { ptr: U64::new(5) });
         rt(MemcpyDtoH { src: U64::new(1), len: U64::new(2), stream: U64::new(3) });
         rt(MemcpyDtoD { dst: U64::new(1), src: U64::new(2), len: U64::new(3), stream: U64::new(0) });
-        rt(Memset { dst: U64::new(8), count: U64::new(4), value: U32::new(0xff), element_size: U32::new(1), stream: U64::new(0) });
-        rt(StreamCreate { device: U32::new(0), flags: U32::new(1), priority: crate::I32::new(-1), reserved: U32::new(0) });
+        rt(Memset {
+            dst: U64::new(8),
+            count: U64::new(4),
+            value: U32::new(0xff),
+            element_size: U32::new(1),
+            stream: U64::new(0),
+        });
+        rt(StreamCreate {
+            device: U32::new(0),
+            flags: U32::new(1),
+            priority: crate::I32::new(-1),
+            reserved: U32::new(0),
+        });
         rt(StreamWaitEvent { stream: U64::new(1), event: U64::new(2), flags: U32::new(0), reserved: U32::new(0) });
         rt(EventCreate { device: U32::new(0), flags: U32::new(2) });
         rt(EventRecord { event: U64::new(1), stream: U64::new(0) });
