@@ -7,7 +7,7 @@ use remora_wire::ops::ImageKind;
 use remora_wire::Status;
 use zerocopy::IntoBytes;
 
-use crate::HELPER;
+use crate::helper;
 
 fn saxpy_round(c: &Client, n: usize) {
     let x: Vec<f32> = (0..n).map(|i| i as f32 * 0.5).collect();
@@ -73,7 +73,7 @@ fn saxpy_round(c: &Client, n: usize) {
 
 #[test]
 fn saxpy_over_tcp_and_shm() {
-    let sup = start_server(HELPER, "basics", |_| {});
+    let sup = start_server(&helper(), "basics", |_| {});
     for url in urls(&sup) {
         let c = Client::connect(&url, None).unwrap_or_else(|e| panic!("{url}: {e}"));
         assert!(c.device_count().unwrap() >= 1);
@@ -87,7 +87,7 @@ fn saxpy_over_tcp_and_shm() {
 
 #[test]
 fn bad_arguments_get_errors_and_the_session_goes_on() {
-    let sup = start_server(HELPER, "badargs", |_| {});
+    let sup = start_server(&helper(), "badargs", |_| {});
     for url in urls(&sup) {
         let c = Client::connect(&url, None).unwrap();
         let p = c.mem_alloc(0, 4096).unwrap();
@@ -125,7 +125,7 @@ fn bad_arguments_get_errors_and_the_session_goes_on() {
 
 #[test]
 fn many_threads_share_one_client() {
-    let sup = start_server(HELPER, "threads", |_| {});
+    let sup = start_server(&helper(), "threads", |_| {});
     let url = urls(&sup)[0].clone();
     let c = std::sync::Arc::new(Client::connect(&url, None).unwrap());
     let threads: Vec<_> = (0..8u8)
@@ -151,4 +151,51 @@ fn many_threads_share_one_client() {
     let st = sup.stats();
     assert_eq!(st.live_sessions, 1);
     assert_eq!(st.live_allocations, 0);
+}
+
+#[test]
+fn one_session_uses_every_device() {
+    let sup = start_server(&helper(), "multidev", |_| {});
+    for url in urls(&sup) {
+        let c = Client::connect(&url, None).unwrap();
+        let n = c.device_count().unwrap();
+        if n < 2 {
+            eprintln!("skipped one_session_uses_every_device on {url}: the server has {n} device(s)");
+            continue;
+        }
+        let len = 1 << 16;
+        let mut bufs = Vec::new();
+        for dev in 0..n {
+            let p = c.mem_alloc(dev, 4 * len as u64).unwrap();
+            let m = c.module_load(dev, DEMO_PTX.as_bytes(), ImageKind::Ptx).unwrap();
+            let f = c.module_get_function(m, "remora_fill_u32").unwrap();
+            let layout = c.func_param_info(f).unwrap();
+            let params =
+                pack_params(&layout, &[&p.to_le_bytes(), &(dev * 1000).to_le_bytes(), &(len as u64).to_le_bytes()])
+                    .unwrap();
+            let s = c.stream_create(dev, 1, 0).unwrap();
+            c.launch(f, LaunchDims { grid: [64, 1, 1], block: [256, 1, 1], shared_mem: 0 }, s, &params).unwrap();
+            c.stream_synchronize(s).unwrap();
+            bufs.push((dev, p, m, s));
+        }
+        for &(dev, p, _, _) in &bufs {
+            let mut out = vec![0u32; len];
+            c.memcpy_dtoh(out.as_mut_bytes(), p).unwrap();
+            assert!(out.iter().enumerate().all(|(i, &v)| v == dev * 1000 + i as u32), "device {dev} result");
+        }
+        // Device 1's data copied into device 0's buffer.
+        let (_, p0, _, _) = bufs[0];
+        let (_, p1, _, _) = bufs[1];
+        c.memcpy_dtod(p0, p1, 4 * len as u64, 0, true).unwrap();
+        let mut out = vec![0u32; len];
+        c.memcpy_dtoh(out.as_mut_bytes(), p0).unwrap();
+        assert!(out.iter().enumerate().all(|(i, &v)| v == 1000 + i as u32), "cross-device copy");
+        for (dev, p, m, s) in bufs {
+            c.stream_destroy(s).unwrap();
+            c.module_unload(m).unwrap();
+            c.mem_free(p).unwrap();
+            c.device_synchronize(dev).unwrap();
+        }
+        c.close().unwrap();
+    }
 }

@@ -6,7 +6,7 @@ use remora_tests::{start_server, test_backend, urls};
 use remora_wire::ops::ImageKind;
 use remora_wire::Status;
 
-use crate::HELPER;
+use crate::helper;
 
 fn assert_kernel(c: &Client, flag_value: i32) -> Result<(), Status> {
     let flag = c.mem_alloc(0, 4)?;
@@ -37,7 +37,7 @@ fn busy_work(c: &Client) {
 #[test]
 fn device_assert_poisons_only_its_session() {
     eprintln!("backend under test: {:?}", test_backend());
-    let sup = start_server(HELPER, "faults", |c| c.pool_size = 3);
+    let sup = start_server(&helper(), "faults", |c| c.pool_size = 3);
     for url in urls(&sup) {
         let bystander = Client::connect(&url, None).unwrap();
         busy_work(&bystander);

@@ -9,7 +9,7 @@ use remora_interpose::client::Client;
 use remora_tests::{start_server, urls, wait_stats};
 use remora_wire::Status;
 
-use crate::HELPER;
+use crate::helper;
 
 fn still_serving(url: &str) {
     let c = Client::connect(url, None).expect("a new client is served");
@@ -24,9 +24,9 @@ fn still_serving(url: &str) {
 
 #[test]
 fn killed_client_leaves_nothing_behind() {
-    let sup = start_server(HELPER, "killclient", |_| {});
+    let sup = start_server(&helper(), "killclient", |_| {});
     for url in urls(&sup) {
-        let mut child = Command::new(HELPER).args(["client-hold", &url, "3"]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new(helper()).args(["client-hold", &url, "3"]).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.starts_with("HELD "), "helper said {line:?}");
@@ -52,7 +52,7 @@ fn killed_client_leaves_nothing_behind() {
 
 #[test]
 fn killed_worker_fails_its_client_only() {
-    let sup = start_server(HELPER, "killworker", |_| {});
+    let sup = start_server(&helper(), "killworker", |_| {});
     for url in urls(&sup) {
         let other = Client::connect(&url, None).unwrap();
         let c = Client::connect(&url, None).unwrap();
@@ -93,7 +93,7 @@ fn closed(r: &std::io::Result<usize>) -> bool {
 
 #[test]
 fn garbage_on_a_listener_closes_only_that_connection() {
-    let sup = start_server(HELPER, "garbage", |c| c.handshake_timeout = Duration::from_secs(1));
+    let sup = start_server(&helper(), "garbage", |c| c.handshake_timeout = Duration::from_secs(1));
     let url = urls(&sup)[0].clone();
     let addr = url.trim_start_matches("tcp://").to_string();
     let good = Client::connect(&url, None).unwrap();
@@ -125,7 +125,7 @@ fn garbage_on_a_listener_closes_only_that_connection() {
 
 #[test]
 fn a_session_that_breaks_the_protocol_is_closed_alone() {
-    let sup = start_server(HELPER, "protobreak", |_| {});
+    let sup = start_server(&helper(), "protobreak", |_| {});
     for url in urls(&sup) {
         let good = Client::connect(&url, None).unwrap();
         // Handshake properly, then send a frame with a bad magic.

@@ -7,4 +7,8 @@ mod faults;
 mod lifecycle;
 mod security;
 
-pub(crate) const HELPER: &str = env!("CARGO_BIN_EXE_remora-test-helper");
+/// The helper binary (workers, held clients): `REMORA_TEST_HELPER` when the tests run away from
+/// their build tree (the GPU machine), else the one cargo built.
+pub(crate) fn helper() -> String {
+    std::env::var("REMORA_TEST_HELPER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_remora-test-helper").to_string())
+}

@@ -4,11 +4,11 @@ use remora_interpose::client::{Client, ConnectError};
 use remora_server::supervisor::{Config, Supervisor};
 use remora_tests::{start_server, urls};
 
-use crate::HELPER;
+use crate::helper;
 
 #[test]
 fn token_is_required_and_checked() {
-    let sup = start_server(HELPER, "token", |c| c.token = Some("s3cret".into()));
+    let sup = start_server(&helper(), "token", |c| c.token = Some("s3cret".into()));
     for url in urls(&sup) {
         let e = Client::connect(&url, None).unwrap_err();
         assert!(matches!(e, ConnectError::Handshake { .. }), "{e}");
@@ -23,7 +23,7 @@ fn token_is_required_and_checked() {
 
 #[test]
 fn non_loopback_listener_needs_a_token() {
-    let cfg = Config::new(vec!["tcp://0.0.0.0:0".parse().unwrap()], (HELPER.into(), vec!["worker".into()]));
+    let cfg = Config::new(vec!["tcp://0.0.0.0:0".parse().unwrap()], (helper().into(), vec!["worker".into()]));
     let e = Supervisor::start(cfg).unwrap_err();
     assert!(e.to_string().contains("token is required"), "{e}");
 }

@@ -1,5 +1,5 @@
 //! Behaviour every backend must share, run against the emulated backend in every test run and
-//! against the CUDA backend on a GPU machine (`REMORA_TEST_GPU=1`). Only checks that hold on
+//! against the CUDA backend on a GPU machine (`gpu_conformance`, run with `--ignored`). Only checks that hold on
 //! real hardware belong here; emulator-only details live in `emulated.rs`'s tests.
 
 #![allow(clippy::unwrap_used)]

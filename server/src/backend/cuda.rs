@@ -850,7 +850,11 @@ mod tests {
     #[test]
     fn open_fails_cleanly_without_a_driver() {
         if libcuda_present() {
-            eprintln!("skipped open_fails_cleanly_without_a_driver: libcuda is present on this machine");
+            // With a driver, opening either works or fails with a reason; never a panic.
+            match CudaBackend::open() {
+                Ok(b) => assert!(b.device_count() > 0),
+                Err(why) => assert!(!why.is_empty()),
+            }
             return;
         }
         let err = CudaBackend::open().unwrap_err();
@@ -865,11 +869,8 @@ mod tests {
     /// The whole conformance suite on a real GPU. One test, so the assert that poisons the
     /// process comes last.
     #[test]
+    #[ignore = "needs a CUDA GPU: run with --ignored on the GPU machine"]
     fn gpu_conformance() {
-        if std::env::var_os("REMORA_TEST_GPU").is_none() {
-            eprintln!("skipped gpu_conformance: set REMORA_TEST_GPU=1 on a machine with a CUDA GPU");
-            return;
-        }
         let mut b = CudaBackend::open().unwrap();
         eprintln!(
             "gpu_conformance on {} device(s), driver {}: {} ({:?})",
