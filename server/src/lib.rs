@@ -18,6 +18,7 @@
 pub mod backend;
 pub mod handles;
 pub mod placement;
+pub mod polling;
 pub mod session;
 pub mod stats;
 pub mod supervisor;

@@ -3,7 +3,6 @@
 //! [`Session::release_all`], whichever way the session ends.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use remora_transport::proto::ServerProto;
 use remora_transport::{discard, recv_header, Link};
@@ -95,8 +94,6 @@ pub struct Session<'s> {
     functions: Slab<Function>,
     buf: Vec<u8>,
     out: Vec<u8>,
-    spin: Duration,
-    park: Duration,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -105,8 +102,33 @@ impl std::fmt::Debug for Session<'_> {
     }
 }
 
-/// Reply payload: the op's fixed reply struct bytes (in `out`) plus optional bulk bytes.
+/// An operation's outcome; its reply body, if any, is in `Session::out`.
 type Reply = Result<(), Status>;
+
+/// A frame read and checked, waiting to run.
+#[derive(Debug)]
+pub struct Frame {
+    hdr: Header,
+    wants_reply: bool,
+    work: Work,
+}
+
+/// What a frame asks the backend to do (its bytes are in `Session::buf`).
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// A small operation; its whole payload is in `buf`.
+    Small(Opcode),
+    /// Host → device; the data is in `buf`.
+    HtoD { dev: u32, dst: u64, stream: RawStream },
+    /// Device → host into `out`.
+    DtoH { dev: u32, src: u64, len: usize, stream: RawStream },
+    /// Module image in `buf`.
+    ModuleLoad { dev: u32 },
+    /// Refused before any backend call.
+    Failed(Status),
+    /// Clean end.
+    Goodbye,
+}
 
 fn op<T: FromBytes + KnownLayout + Immutable + Copy>(payload: &[u8]) -> Result<T, Status> {
     remora_wire::read::<T>(payload).map_err(|_| Status::PROTOCOL)
@@ -119,8 +141,6 @@ impl<'s> Session<'s> {
         link: Box<dyn Link>,
         limits: Limits,
         stats: &'s SessionStats,
-        spin: Duration,
-        park: Duration,
     ) -> Session<'s> {
         Session {
             backend,
@@ -135,82 +155,143 @@ impl<'s> Session<'s> {
             functions: Slab::default(),
             buf: Vec::new(),
             out: Vec::new(),
-            spin,
-            park,
         }
     }
 
-    /// The link (to send the Welcome before [`Session::run`]).
+    /// The link.
     pub fn link(&mut self) -> &mut dyn Link {
         &mut *self.link
     }
 
-    /// Serve until the client leaves or breaks the protocol. Busy-polls for `spin` after the
-    /// last frame, then parks in the kernel (woken by the transport) until the next one.
-    pub fn run(&mut self) -> End {
-        let mut last = Instant::now();
-        loop {
-            match self.link.poll_readable() {
-                Ok(true) => {}
-                Ok(false) => {
-                    if last.elapsed() >= self.spin {
-                        if let Err(e) = self.link.wait_readable(Some(self.park)) {
-                            return e.into();
-                        }
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                    continue;
-                }
-                Err(e) => return e.into(),
-            }
-            match self.serve_one() {
-                Ok(None) => {}
-                Ok(Some(end)) => return end,
-                Err(end) => return end,
-            }
-            last = Instant::now();
-        }
+    /// Count an operation run on a device's own polling thread.
+    pub(crate) fn note_routed(&self) {
+        self.stats.routed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Read and execute one frame.
-    fn serve_one(&mut self) -> Result<Option<End>, End> {
+    /// Devices the session can use.
+    pub fn device_count(&self) -> u32 {
+        self.backend.device_count()
+    }
+
+    /// Read one frame and check it: the payload is in `buf`, ranges and handles of bulk
+    /// operations are checked, and what is left to do is returned. No backend call happens
+    /// here, so the work can run on its device's thread.
+    pub(crate) fn read_frame(&mut self) -> Result<Frame, End> {
         let hdr = recv_header(&mut *self.link)?;
         let inc = self.proto.on_request(&hdr).map_err(|e| End::Protocol(e.to_string()))?;
         self.stats.ops.fetch_add(1, Ordering::Relaxed);
+        let len = hdr.payload_len();
+        let frame = |work| Frame { hdr, wants_reply: inc.wants_reply, work };
         let opcode = match inc.opcode {
             Ok(o) => o,
             Err(raw) => {
                 tracing::debug!(opcode = raw, "unsupported opcode");
-                discard(&mut *self.link, hdr.payload_len())?;
-                return self.finish(&hdr, inc.wants_reply, Err(Status::UNSUPPORTED_OPCODE)).map(|()| None);
+                discard(&mut *self.link, len)?;
+                return Ok(frame(Work::Failed(Status::UNSUPPORTED_OPCODE)));
             }
         };
-        let len = hdr.payload_len();
-        // Operations with bulk data read their fixed struct first, check it, then take the data
-        // straight from the link. Everything else is small and read whole.
-        let result = match opcode {
-            Opcode::MemcpyHtoD => self.memcpy_htod(&hdr, len),
-            Opcode::ModuleLoad => self.module_load(len),
+        let work = match opcode {
+            Opcode::MemcpyHtoD => self.read_htod(len)?,
+            Opcode::ModuleLoad => self.read_module(len)?,
             Opcode::MemcpyDtoH => {
                 self.read_small(len, 64)?;
-                return self.memcpy_dtoh(&hdr, inc.wants_reply).map(|()| None);
+                let o: ops::MemcpyDtoH =
+                    op(&self.buf).map_err(|_| End::Protocol("malformed MemcpyDtoH payload".into()))?;
+                let checked = self
+                    .ranges
+                    .check(o.src.get(), o.len.get())
+                    .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
+                    .and_then(|(dev, stream)| {
+                        let len = usize::try_from(o.len.get()).map_err(|_| Status::INVALID_VALUE)?;
+                        Ok(Work::DtoH { dev, src: o.src.get(), len, stream })
+                    });
+                checked.unwrap_or_else(Work::Failed)
             }
             Opcode::Goodbye => {
                 discard(&mut *self.link, len)?;
-                self.finish(&hdr, inc.wants_reply, Ok(()))?;
-                return Ok(Some(End::Goodbye));
+                Work::Goodbye
             }
             _ => {
                 self.read_small(len, 64 * 1024)?;
-                self.dispatch(opcode)
+                Work::Small(opcode)
             }
         };
-        let result = match result {
-            Err(Status::PROTOCOL) => return Err(End::Protocol(format!("malformed {} payload", opcode.name()))),
-            r => r,
+        Ok(frame(work))
+    }
+
+    /// The device whose thread should run `f` (`None`: any thread).
+    pub(crate) fn device_of(&self, f: &Frame) -> Option<u32> {
+        let b = &self.buf;
+        let first_u32 = || remora_wire::read::<U32>(b).ok().map(|v| v.get());
+        let first_u64 = || remora_wire::read::<U64>(b).ok().map(|v| v.get());
+        let ptr_dev = |p: u64| self.ranges.containing(p).map(|(_, r)| r.dev);
+        match f.work {
+            Work::HtoD { dev, .. } | Work::DtoH { dev, .. } | Work::ModuleLoad { dev } => Some(dev),
+            Work::Failed(_) | Work::Goodbye => None,
+            Work::Small(op) => match op {
+                Opcode::DeviceGetAttribute
+                | Opcode::DeviceGetInfo
+                | Opcode::MemGetInfo
+                | Opcode::DeviceSynchronize
+                | Opcode::DeviceReset
+                | Opcode::DeviceCanAccessPeer
+                | Opcode::MemAlloc
+                | Opcode::StreamCreate
+                | Opcode::EventCreate => first_u32(),
+                Opcode::MemFree | Opcode::MemcpyDtoD | Opcode::Memset => first_u64().and_then(ptr_dev),
+                Opcode::StreamDestroy | Opcode::StreamSynchronize | Opcode::StreamQuery | Opcode::StreamWaitEvent => {
+                    first_u64().and_then(|h| self.streams.get(h).ok()).map(|s| s.dev)
+                }
+                Opcode::EventRecord
+                | Opcode::EventSynchronize
+                | Opcode::EventQuery
+                | Opcode::EventDestroy
+                | Opcode::EventElapsedTime => first_u64().and_then(|h| self.events.get(h).ok()).map(|e| e.dev),
+                Opcode::ModuleUnload | Opcode::ModuleGetFunction | Opcode::ModuleGetGlobal => {
+                    first_u64().and_then(|h| self.modules.get(h).ok()).map(|m| m.dev)
+                }
+                Opcode::FuncGetParamInfo | Opcode::FuncGetAttribute | Opcode::FuncSetAttribute | Opcode::Launch => {
+                    first_u64().and_then(|h| self.functions.get(h).ok()).map(|f| f.dev)
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// Run a frame's work on the backend and reply. `Some(end)`: the session is over.
+    pub(crate) fn execute(&mut self, f: Frame) -> Result<Option<End>, End> {
+        let result = match f.work {
+            Work::Failed(status) => Err(status),
+            Work::Goodbye => {
+                self.finish(&f.hdr, f.wants_reply, Ok(()))?;
+                return Ok(Some(End::Goodbye));
+            }
+            Work::HtoD { dev, dst, stream } => {
+                let r = self.backend.memcpy_htod(dev, dst, &self.buf, stream);
+                if r.is_ok() {
+                    self.stats.bytes_in.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+                }
+                r
+            }
+            Work::DtoH { dev, src, len, stream } => {
+                self.out.clear();
+                self.out.resize(len, 0);
+                let r = self.backend.memcpy_dtoh(dev, &mut self.out, src, stream);
+                if r.is_ok() {
+                    self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                r
+            }
+            Work::ModuleLoad { dev } => self.backend.module_load(dev, &self.buf).map(|raw| {
+                let h = self.modules.insert(Owned { dev, raw });
+                self.put(&ops::HandleReply { handle: U64::new(h) });
+            }),
+            Work::Small(opcode) => match self.dispatch(opcode) {
+                Err(Status::PROTOCOL) => return Err(End::Protocol(format!("malformed {} payload", opcode.name()))),
+                r => r,
+            },
         };
-        self.finish(&hdr, inc.wants_reply, result).map(|()| None)
+        self.finish(&f.hdr, f.wants_reply, result).map(|()| None)
     }
 
     /// Read a whole payload of at most `max` bytes into `buf`.
@@ -262,87 +343,63 @@ impl<'s> Session<'s> {
         Ok((dev.unwrap_or(mem_dev), raw))
     }
 
-    fn memcpy_htod(&mut self, hdr: &Header, len: usize) -> Reply {
+    /// Read a host → device copy: the fixed part, the range check, then the data straight from
+    /// the link (or past it, when the check failed).
+    fn read_htod(&mut self, len: usize) -> Result<Work, End> {
         const N: usize = core::mem::size_of::<ops::MemcpyHtoD>();
-        let mut fixed = [0u8; N];
         if len < N {
-            return Err(Status::PROTOCOL);
+            return Err(End::Protocol("short MemcpyHtoD payload".into()));
         }
-        self.link.recv_exact(&mut fixed).map_err(|_| Status::TRANSPORT)?;
-        let o: ops::MemcpyHtoD = op(&fixed)?;
+        let mut fixed = [0u8; N];
+        self.link.recv_exact(&mut fixed)?;
+        let o: ops::MemcpyHtoD = op(&fixed).map_err(|_| End::Protocol("malformed MemcpyHtoD".into()))?;
         let data_len = len - N;
         if o.len.get() != data_len as u64 {
-            return Err(Status::PROTOCOL);
+            return Err(End::Protocol(format!("MemcpyHtoD says {} bytes but carries {data_len}", o.len.get())));
         }
-        let checked =
-            self.ranges.check(o.dst.get(), o.len.get()).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev));
-        let (dev, stream) = match checked {
-            Ok(v) => v,
-            Err(e) => {
-                discard(&mut *self.link, data_len).map_err(|_| Status::TRANSPORT)?;
-                let _ = hdr;
-                return Err(e);
+        match self.ranges.check(o.dst.get(), o.len.get()).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev)) {
+            Ok((dev, stream)) => {
+                self.buf.clear();
+                self.buf.resize(data_len, 0);
+                self.link.recv_exact(&mut self.buf)?;
+                Ok(Work::HtoD { dev, dst: o.dst.get(), stream })
             }
-        };
-        self.buf.clear();
-        self.buf.resize(data_len, 0);
-        self.link.recv_exact(&mut self.buf).map_err(|_| Status::TRANSPORT)?;
-        self.stats.bytes_in.fetch_add(data_len as u64, Ordering::Relaxed);
-        self.backend.memcpy_htod(dev, o.dst.get(), &self.buf, stream)
-    }
-
-    fn memcpy_dtoh(&mut self, hdr: &Header, wants_reply: bool) -> Result<(), End> {
-        let o: ops::MemcpyDtoH = match op(&self.buf) {
-            Ok(o) => o,
-            Err(_) => return Err(End::Protocol("malformed MemcpyDtoH payload".into())),
-        };
-        let n = o.len.get();
-        let result =
-            self.ranges.check(o.src.get(), n).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev)).and_then(
-                |(dev, stream)| {
-                    let n = usize::try_from(n).map_err(|_| Status::INVALID_VALUE)?;
-                    self.out.clear();
-                    self.out.resize(n, 0);
-                    self.backend.memcpy_dtoh(dev, &mut self.out, o.src.get(), stream)
-                },
-            );
-        if result.is_ok() {
-            self.stats.bytes_out.fetch_add(n, Ordering::Relaxed);
+            Err(e) => {
+                discard(&mut *self.link, data_len)?;
+                Ok(Work::Failed(e))
+            }
         }
-        self.finish(hdr, wants_reply, result)
     }
 
-    fn module_load(&mut self, len: usize) -> Reply {
+    /// Read a module image after checking its size and device.
+    fn read_module(&mut self, len: usize) -> Result<Work, End> {
         const N: usize = core::mem::size_of::<ops::ModuleLoad>();
         if len < N {
-            return Err(Status::PROTOCOL);
+            return Err(End::Protocol("short ModuleLoad payload".into()));
         }
         let mut fixed = [0u8; N];
-        self.link.recv_exact(&mut fixed).map_err(|_| Status::TRANSPORT)?;
-        let o: ops::ModuleLoad = op(&fixed)?;
+        self.link.recv_exact(&mut fixed)?;
+        let o: ops::ModuleLoad = op(&fixed).map_err(|_| End::Protocol("malformed ModuleLoad".into()))?;
         let data_len = len - N;
         if o.len.get() != data_len as u64 {
-            return Err(Status::PROTOCOL);
+            return Err(End::Protocol(format!("ModuleLoad says {} bytes but carries {data_len}", o.len.get())));
         }
         let dev = o.device.get();
-        if data_len as u64 > self.limits.max_module_bytes
-            || dev >= self.backend.device_count()
-            || ImageKind::try_from(o.kind.get()).is_err()
-        {
-            discard(&mut *self.link, data_len).map_err(|_| Status::TRANSPORT)?;
-            return Err(if dev >= self.backend.device_count() {
-                Status::INVALID_DEVICE
-            } else {
-                Status::INVALID_VALUE
-            });
+        let refused = if dev >= self.backend.device_count() {
+            Some(Status::INVALID_DEVICE)
+        } else if data_len as u64 > self.limits.max_module_bytes || ImageKind::try_from(o.kind.get()).is_err() {
+            Some(Status::INVALID_VALUE)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            discard(&mut *self.link, data_len)?;
+            return Ok(Work::Failed(e));
         }
         self.buf.clear();
         self.buf.resize(data_len, 0);
-        self.link.recv_exact(&mut self.buf).map_err(|_| Status::TRANSPORT)?;
-        let raw = self.backend.module_load(dev, &self.buf)?;
-        let h = self.modules.insert(Owned { dev, raw });
-        self.put(&ops::HandleReply { handle: U64::new(h) });
-        Ok(())
+        self.link.recv_exact(&mut self.buf)?;
+        Ok(Work::ModuleLoad { dev })
     }
 
     fn check_dev(&self, dev: u32) -> Result<u32, Status> {

@@ -17,6 +17,8 @@ pub struct SessionStats {
     pub bytes_in: AtomicU64,
     /// Bytes copied device → host.
     pub bytes_out: AtomicU64,
+    /// Operations run on a device's own polling thread (sessions with several devices).
+    pub routed: AtomicU64,
 }
 
 /// A snapshot of [`SessionStats`].
@@ -34,6 +36,8 @@ pub struct StatsSnapshot {
     pub bytes_in: u64,
     /// Bytes copied device → host.
     pub bytes_out: u64,
+    /// Operations run on a device's own polling thread.
+    pub routed: u64,
 }
 
 impl SessionStats {
@@ -46,6 +50,7 @@ impl SessionStats {
             live_bytes: self.live_bytes.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            routed: self.routed.load(Ordering::Relaxed),
         }
     }
 }
@@ -54,8 +59,8 @@ impl StatsSnapshot {
     /// `key=value` text for the control channel.
     pub fn to_line(&self) -> String {
         format!(
-            "ops={} errors={} allocs={} bytes={} in={} out={}",
-            self.ops, self.errors, self.live_allocations, self.live_bytes, self.bytes_in, self.bytes_out
+            "ops={} errors={} allocs={} bytes={} in={} out={} routed={}",
+            self.ops, self.errors, self.live_allocations, self.live_bytes, self.bytes_in, self.bytes_out, self.routed
         )
     }
 
@@ -72,6 +77,7 @@ impl StatsSnapshot {
                 "bytes" => s.live_bytes = v,
                 "in" => s.bytes_in = v,
                 "out" => s.bytes_out = v,
+                "routed" => s.routed = v,
                 _ => {}
             }
         }
@@ -85,7 +91,15 @@ mod tests {
 
     #[test]
     fn line_round_trip() {
-        let s = StatsSnapshot { ops: 1, errors: 2, live_allocations: 3, live_bytes: 4, bytes_in: 5, bytes_out: 6 };
+        let s = StatsSnapshot {
+            ops: 1,
+            errors: 2,
+            live_allocations: 3,
+            live_bytes: 4,
+            bytes_in: 5,
+            bytes_out: 6,
+            routed: 7,
+        };
         assert_eq!(StatsSnapshot::from_line(&format!("STATS 9 {}", s.to_line())), s);
     }
 }

@@ -23,9 +23,9 @@ use remora_transport::{fdpass, from_handoff, handshake, PollPolicy};
 use remora_wire::{Welcome, U32, U64};
 
 use crate::backend::{self, BackendKind};
-use crate::placement;
 use crate::session::{Limits, Session};
 use crate::stats::SessionStats;
+use crate::{placement, polling};
 
 /// Environment variables the supervisor passes to a worker.
 pub mod env {
@@ -123,8 +123,8 @@ fn run() -> Result<(), String> {
     let stats = Arc::new(SessionStats::default());
     spawn_control_thread(ctl, Arc::clone(&stats));
 
-    let mut session = Session::new(&mut *backend, link, limits, &stats, spin, Duration::from_millis(100));
-    let end = session.run();
+    let mut session = Session::new(&mut *backend, link, limits, &stats);
+    let end = polling::serve(&mut session, &cores, spin, Duration::from_millis(100));
     let (n, bytes) = session.release_all();
     tracing::info!(session_id, allocations = n, bytes, "session ended: {end}; released everything");
     drop(session);

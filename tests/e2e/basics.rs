@@ -190,6 +190,9 @@ fn one_session_uses_every_device() {
         let mut out = vec![0u32; len];
         c.memcpy_dtoh(out.as_mut_bytes(), p0).unwrap();
         assert!(out.iter().enumerate().all(|(i, &v)| v == 1000 + i as u32), "cross-device copy");
+        // Work for devices other than 0 ran on their own polling threads.
+        let routed: u64 = sup.stats().sessions.iter().map(|s| s.stats.routed).sum();
+        assert!(routed >= 5, "device 1's operations should run on its polling thread (routed {routed})");
         for (dev, p, m, s) in bufs {
             c.stream_destroy(s).unwrap();
             c.module_unload(m).unwrap();
