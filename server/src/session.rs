@@ -343,20 +343,32 @@ impl<'s> Session<'s> {
         Ok((dev.unwrap_or(mem_dev), raw))
     }
 
+    /// Read the fixed struct `T` that starts a bulk payload of `len` bytes and check that the
+    /// length it states (`stated`) matches the bytes that follow. Returns it and the data length.
+    fn read_fixed<T>(&mut self, len: usize, stated: impl Fn(&T) -> u64) -> Result<(T, usize), End>
+    where
+        T: FromBytes + KnownLayout + Immutable + Copy,
+    {
+        let name = core::any::type_name::<T>().rsplit("::").next().unwrap_or("operation");
+        let n = core::mem::size_of::<T>();
+        if len < n {
+            return Err(End::Protocol(format!("short {name} payload")));
+        }
+        let mut fixed = [0u8; 64];
+        let fixed = fixed.get_mut(..n).ok_or_else(|| End::Protocol(format!("{name} too large")))?;
+        self.link.recv_exact(fixed)?;
+        let o: T = op(fixed).map_err(|_| End::Protocol(format!("malformed {name}")))?;
+        let data_len = len - n;
+        if stated(&o) != data_len as u64 {
+            return Err(End::Protocol(format!("{name} says {} bytes but carries {data_len}", stated(&o))));
+        }
+        Ok((o, data_len))
+    }
+
     /// Read a host → device copy: the fixed part, the range check, then the data straight from
     /// the link (or past it, when the check failed).
     fn read_htod(&mut self, len: usize) -> Result<Work, End> {
-        const N: usize = core::mem::size_of::<ops::MemcpyHtoD>();
-        if len < N {
-            return Err(End::Protocol("short MemcpyHtoD payload".into()));
-        }
-        let mut fixed = [0u8; N];
-        self.link.recv_exact(&mut fixed)?;
-        let o: ops::MemcpyHtoD = op(&fixed).map_err(|_| End::Protocol("malformed MemcpyHtoD".into()))?;
-        let data_len = len - N;
-        if o.len.get() != data_len as u64 {
-            return Err(End::Protocol(format!("MemcpyHtoD says {} bytes but carries {data_len}", o.len.get())));
-        }
+        let (o, data_len) = self.read_fixed::<ops::MemcpyHtoD>(len, |o| o.len.get())?;
         match self.ranges.check(o.dst.get(), o.len.get()).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev)) {
             Ok((dev, stream)) => {
                 self.buf.clear();
@@ -373,17 +385,7 @@ impl<'s> Session<'s> {
 
     /// Read a module image after checking its size and device.
     fn read_module(&mut self, len: usize) -> Result<Work, End> {
-        const N: usize = core::mem::size_of::<ops::ModuleLoad>();
-        if len < N {
-            return Err(End::Protocol("short ModuleLoad payload".into()));
-        }
-        let mut fixed = [0u8; N];
-        self.link.recv_exact(&mut fixed)?;
-        let o: ops::ModuleLoad = op(&fixed).map_err(|_| End::Protocol("malformed ModuleLoad".into()))?;
-        let data_len = len - N;
-        if o.len.get() != data_len as u64 {
-            return Err(End::Protocol(format!("ModuleLoad says {} bytes but carries {data_len}", o.len.get())));
-        }
+        let (o, data_len) = self.read_fixed::<ops::ModuleLoad>(len, |o| o.len.get())?;
         let dev = o.device.get();
         let refused = if dev >= self.backend.device_count() {
             Some(Status::INVALID_DEVICE)

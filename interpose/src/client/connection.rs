@@ -89,6 +89,15 @@ enum Into<'a> {
     Slice(&'a mut [u8]),
 }
 
+/// A query's answer: done, not yet (`NOT_READY`), or an error.
+fn completed(r: Result<(), Status>) -> Result<bool, Status> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(Status::NOT_READY) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -400,11 +409,7 @@ impl Client {
 
     /// Whether a stream's work is complete.
     pub fn stream_query(&self, stream: u64) -> Result<bool, Status> {
-        match self.call_unit(Opcode::StreamQuery, ops::HandleRef { handle: U64::new(stream) }.as_bytes()) {
-            Ok(()) => Ok(true),
-            Err(Status::NOT_READY) => Ok(false),
-            Err(e) => Err(e),
-        }
+        completed(self.call_unit(Opcode::StreamQuery, ops::HandleRef { handle: U64::new(stream) }.as_bytes()))
     }
 
     /// Make `stream` wait for `event` (fire-and-forget).
@@ -439,11 +444,7 @@ impl Client {
 
     /// Whether an event has completed.
     pub fn event_query(&self, event: u64) -> Result<bool, Status> {
-        match self.call_unit(Opcode::EventQuery, ops::HandleRef { handle: U64::new(event) }.as_bytes()) {
-            Ok(()) => Ok(true),
-            Err(Status::NOT_READY) => Ok(false),
-            Err(e) => Err(e),
-        }
+        completed(self.call_unit(Opcode::EventQuery, ops::HandleRef { handle: U64::new(event) }.as_bytes()))
     }
 
     /// Milliseconds between two recorded events.
