@@ -2,6 +2,7 @@
 
 mod demo;
 mod doctor;
+mod run;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,10 @@ enum Command {
     Demo(demo::Args),
     /// Check this machine: GPUs, driver, RDMA devices, memlock limit, transports; and a server.
     Doctor(doctor::Args),
+    /// Run an unmodified CUDA program (built with `nvcc -cudart shared`) on a remote GPU.
+    Run(run::Args),
+    /// Print the two variables that put remora in front of programs started by hand.
+    Env(run::EnvArgs),
     /// Internal: a session worker process, started by `remora serve`.
     #[command(hide = true)]
     Worker,
@@ -56,6 +61,8 @@ fn main() {
             init_logging("warn");
             report(doctor::run(a))
         }
+        Command::Run(a) => report(run::run(a)),
+        Command::Env(a) => report(run::env(a)),
     };
     std::process::exit(code);
 }

@@ -17,3 +17,6 @@
 //! ```
 
 pub mod client;
+pub mod cudart;
+pub mod fatbin;
+pub mod nvinfo;

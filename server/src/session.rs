@@ -250,9 +250,11 @@ impl<'s> Session<'s> {
                 Opcode::ModuleUnload | Opcode::ModuleGetFunction | Opcode::ModuleGetGlobal => {
                     first_u64().and_then(|h| self.modules.get(h).ok()).map(|m| m.dev)
                 }
-                Opcode::FuncGetParamInfo | Opcode::FuncGetAttribute | Opcode::FuncSetAttribute | Opcode::Launch => {
-                    first_u64().and_then(|h| self.functions.get(h).ok()).map(|f| f.dev)
-                }
+                Opcode::FuncGetParamInfo
+                | Opcode::FuncGetAttribute
+                | Opcode::FuncSetAttribute
+                | Opcode::OccupancyMaxActiveBlocks
+                | Opcode::Launch => first_u64().and_then(|h| self.functions.get(h).ok()).map(|f| f.dev),
                 _ => None,
             },
         }
@@ -649,6 +651,19 @@ impl<'s> Session<'s> {
                 let f = *self.functions.get(o.function.get())?;
                 let v = self.backend.func_get_attribute(f.dev, f.raw, o.attribute.get())?;
                 self.put(&ops::I32Reply { value: I32::new(v) });
+                Ok(())
+            }
+            Opcode::OccupancyMaxActiveBlocks => {
+                let o: ops::Occupancy = op(p)?;
+                let f = *self.functions.get(o.function.get())?;
+                let n = self.backend.occupancy_max_active_blocks(
+                    f.dev,
+                    f.raw,
+                    o.block_size.get(),
+                    o.dynamic_smem.get(),
+                    o.flags.get(),
+                )?;
+                self.put(&ops::I32Reply { value: I32::new(n) });
                 Ok(())
             }
             Opcode::FuncSetAttribute => {

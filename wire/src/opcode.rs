@@ -122,6 +122,8 @@ opcodes! {
     FuncSetAttribute = 0x0056,
     /// [`crate::ops::Launch`] + parameter buffer → empty. Usually `NO_REPLY`.
     Launch = 0x0057,
+    /// [`crate::ops::Occupancy`] → [`crate::ops::I32Reply`]: `cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags`.
+    OccupancyMaxActiveBlocks = 0x0058,
 }
 
 #[cfg(test)]

@@ -519,6 +519,23 @@ impl Client {
         self.call_unit(Opcode::FuncSetAttribute, req.as_bytes())
     }
 
+    /// Blocks of `function` that fit on one multiprocessor at `block_size` threads.
+    pub fn occupancy_max_active_blocks(
+        &self,
+        function: u64,
+        block_size: u32,
+        dynamic_smem: u64,
+        flags: u32,
+    ) -> Result<i32, Status> {
+        let req = ops::Occupancy {
+            function: U64::new(function),
+            block_size: U32::new(block_size),
+            flags: U32::new(flags),
+            dynamic_smem: U64::new(dynamic_smem),
+        };
+        self.call::<ops::I32Reply>(Opcode::OccupancyMaxActiveBlocks, req.as_bytes(), &[]).map(|r| r.value.get())
+    }
+
     /// Launch a kernel (fire-and-forget) with its parameter buffer laid out at the kernel's
     /// parameter offsets.
     pub fn launch(&self, function: u64, dims: LaunchDims, stream: u64, params: &[u8]) -> Result<(), Status> {

@@ -122,6 +122,7 @@ driver_api! {
     func_get_param_info = "cuFuncGetParamInfo": fn(sys::CUfunction, usize, *mut usize, *mut usize);
     func_get_attribute = "cuFuncGetAttribute": fn(*mut c_int, c_int, sys::CUfunction);
     func_set_attribute = "cuFuncSetAttribute": fn(sys::CUfunction, c_int, c_int);
+    occupancy = "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags": fn(*mut c_int, sys::CUfunction, c_int, usize, c_uint);
     launch_kernel = "cuLaunchKernel": fn(
         sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
         *mut *mut c_void, *mut *mut c_void,
@@ -775,6 +776,24 @@ impl Backend for CudaBackend {
         let f = self.function(dev, function)?;
         // SAFETY: `f` is a live function; integers only.
         check(unsafe { (self.api.func_set_attribute)(f, attr, value) })
+    }
+
+    fn occupancy_max_active_blocks(
+        &mut self,
+        dev: u32,
+        function: u64,
+        block_size: u32,
+        dynamic_smem: u64,
+        flags: u32,
+    ) -> Res<i32> {
+        self.enter(dev)?;
+        let f = self.function(dev, function)?;
+        let block = c_int::try_from(block_size).map_err(|_| Status::INVALID_VALUE)?;
+        let smem = usize::try_from(dynamic_smem).map_err(|_| Status::INVALID_VALUE)?;
+        let mut n: c_int = 0;
+        // SAFETY: `f` is a live function of the current context; `n` is a local out-parameter.
+        check(unsafe { (self.api.occupancy)(&mut n, f, block, smem, flags) })?;
+        Ok(n)
     }
 
     fn launch(&mut self, dev: u32, function: u64, cfg: &LaunchConfig, stream: RawStream, params: &[u8]) -> Res<()> {

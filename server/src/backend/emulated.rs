@@ -917,6 +917,25 @@ impl Backend for EmulatedBackend {
         Ok(())
     }
 
+    fn occupancy_max_active_blocks(
+        &mut self,
+        dev: u32,
+        function: u64,
+        block_size: u32,
+        dynamic_smem: u64,
+        _flags: u32,
+    ) -> Res<i32> {
+        self.enter(dev)?;
+        self.functions.get(&function).ok_or(Status::INVALID_HANDLE)?;
+        if block_size == 0 || block_size > 1024 {
+            return Ok(0);
+        }
+        // An sm_90-like multiprocessor: 2048 threads, 32 blocks, 228 KiB of shared memory.
+        let by_threads = 2048 / block_size;
+        let by_smem = (228 * 1024u64).checked_div(dynamic_smem).map_or(32, |n| u32::try_from(n).unwrap_or(u32::MAX));
+        Ok(i32::try_from(by_threads.min(by_smem).min(32)).unwrap_or(0))
+    }
+
     fn launch(&mut self, dev: u32, function: u64, cfg: &LaunchConfig, stream: RawStream, params: &[u8]) -> Res<()> {
         self.enter(dev)?;
         self.check_stream(dev, stream)?;

@@ -136,6 +136,15 @@ pub trait Backend: Send {
     fn func_get_attribute(&mut self, dev: u32, function: u64, attr: i32) -> Res<i32>;
     /// `cuFuncSetAttribute`.
     fn func_set_attribute(&mut self, dev: u32, function: u64, attr: i32, value: i32) -> Res<()>;
+    /// `cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags`.
+    fn occupancy_max_active_blocks(
+        &mut self,
+        dev: u32,
+        function: u64,
+        block_size: u32,
+        dynamic_smem: u64,
+        flags: u32,
+    ) -> Res<i32>;
     /// `cuLaunchKernel` with the parameter buffer (`CU_LAUNCH_PARAM_BUFFER_POINTER`).
     fn launch(&mut self, dev: u32, function: u64, cfg: &LaunchConfig, stream: RawStream, params: &[u8]) -> Res<()>;
 }

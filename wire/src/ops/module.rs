@@ -76,6 +76,18 @@ wire_structs! {
         pub reserved: U32,
     }
 
+    /// `cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags`.
+    pub struct Occupancy {
+        /// Function handle.
+        pub function: U64,
+        /// Threads per block.
+        pub block_size: U32,
+        /// `CU_OCCUPANCY_*` flags.
+        pub flags: U32,
+        /// Dynamic shared memory bytes per block.
+        pub dynamic_smem: U64,
+    }
+
     /// `cuFuncSetAttribute`.
     pub struct FuncSetAttribute {
         /// Function handle.

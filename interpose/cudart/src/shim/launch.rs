@@ -1,0 +1,261 @@
+//! Kernel launch: the CUDA 13 `<<<>>>` path (`__cudaPushCallConfiguration`,
+//! `__cudaPopCallConfiguration`, `__cudaGetKernel`, `__cudaLaunchKernel`), `cudaLaunchKernel`,
+//! their per-thread-stream variants, and function attributes.
+//!
+//! Launches are fire-and-forget: the kernel's parameters are packed at the offsets of its
+//! parameter table and sent; a failure surfaces at the next synchronising call, as on a local
+//! GPU. Launch configurations are checked here first, against the device's cached limits, so
+//! an invalid one fails at once with `cudaErrorInvalidConfiguration` as libcudart does.
+
+use std::cell::RefCell;
+use std::ffi::c_void;
+
+use remora_interpose::client::LaunchDims;
+use remora_interpose::cudart::types::{CudaFuncAttributes, Dim3};
+
+use crate::ffi;
+use crate::registry;
+use crate::state::{
+    cuda, current_device, guard, rt, CudaError, INVALID_CONFIGURATION, INVALID_DEVICE_FUNCTION, INVALID_VALUE,
+};
+
+#[derive(Clone, Copy)]
+struct CallConfig {
+    grid: Dim3,
+    block: Dim3,
+    shared_mem: usize,
+    stream: usize,
+}
+
+thread_local! {
+    static CONFIGS: RefCell<Vec<CallConfig>> = const { RefCell::new(Vec::new()) };
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __cudaPushCallConfiguration(
+    grid: Dim3,
+    block: Dim3,
+    shared_mem: usize,
+    stream: *mut c_void,
+) -> u32 {
+    CONFIGS.with(|c| c.borrow_mut().push(CallConfig { grid, block, shared_mem, stream: stream as usize }));
+    0
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __cudaPopCallConfiguration(
+    grid: *mut Dim3,
+    block: *mut Dim3,
+    shared_mem: *mut usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("__cudaPopCallConfiguration", || {
+        let c = CONFIGS.with(|c| c.borrow_mut().pop()).ok_or(INVALID_CONFIGURATION)?;
+        // SAFETY: the launch stub passes addresses of its locals (dim3, dim3, size_t, cudaStream_t).
+        unsafe {
+            ffi::put(grid, c.grid)?;
+            ffi::put(block, c.block)?;
+            ffi::put(shared_mem, c.shared_mem)?;
+            ffi::put(stream as *mut usize, c.stream)?;
+        }
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __cudaGetKernel(kernel: *mut *const c_void, host_fun: *const c_void) -> CudaError {
+    guard("__cudaGetKernel", || {
+        if !registry::is_kernel(host_fun as usize) {
+            return Err(INVALID_DEVICE_FUNCTION);
+        }
+        // The kernel handle is the host stub itself: launches look it up in the registry.
+        // SAFETY: the stub passes the address of its static cudaKernel_t.
+        unsafe { ffi::put(kernel, host_fun) }
+    })
+}
+
+fn check_config(dev: u32, grid: Dim3, block: Dim3) -> Result<(), CudaError> {
+    let info = rt()?.info(dev)?;
+    let a = |n: u32| i64::from(info.attribute(n));
+    let (b, g) = ([block.x, block.y, block.z].map(i64::from), [grid.x, grid.y, grid.z].map(i64::from));
+    let threads = b[0] * b[1] * b[2];
+    // CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 1, MAX_BLOCK_DIM_X..Z = 2..4, MAX_GRID_DIM_X..Z = 5..7.
+    let bad = threads == 0
+        || g.contains(&0)
+        || threads > a(1)
+        || (0..3u32).any(|i| b[i as usize] > a(2 + i) || g[i as usize] > a(5 + i));
+    if bad {
+        Err(INVALID_CONFIGURATION)
+    } else {
+        Ok(())
+    }
+}
+
+fn launch(
+    host_fun: usize,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+    stream: usize,
+    per_thread: bool,
+) -> Result<(), CudaError> {
+    let rt = rt()?;
+    let dev = current_device();
+    check_config(dev, grid, block)?;
+    let (function, layout) = registry::kernel(host_fun, dev)?;
+    let total = layout.iter().map(|&(o, s)| o as usize + s as usize).max().unwrap_or(0);
+    let mut params = vec![0u8; total];
+    for (i, &(offset, size)) in layout.iter().enumerate() {
+        // SAFETY: `args` holds one pointer per kernel parameter (the launch contract).
+        let arg = unsafe { ffi::get(args.add(i)) }?;
+        // SAFETY: each points to the argument's value, `size` bytes as the kernel declares it.
+        let value = unsafe { ffi::bytes(arg as *const u8, size as usize) }?;
+        params[offset as usize..offset as usize + size as usize].copy_from_slice(value);
+    }
+    let s = rt.stream(if per_thread && stream == 0 { 2 } else { stream })?;
+    let dims = LaunchDims {
+        grid: [grid.x, grid.y, grid.z],
+        block: [block.x, block.y, block.z],
+        shared_mem: u32::try_from(shared_mem).map_err(|_| INVALID_VALUE)?,
+    };
+    rt.client.launch(function, dims, s, &params).map_err(cuda)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __cudaLaunchKernel(
+    kernel: *const c_void,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("__cudaLaunchKernel", || launch(kernel as usize, grid, block, args, shared_mem, stream as usize, false))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn __cudaLaunchKernel_ptsz(
+    kernel: *const c_void,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("__cudaLaunchKernel_ptsz", || launch(kernel as usize, grid, block, args, shared_mem, stream as usize, true))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaLaunchKernel(
+    func: *const c_void,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaLaunchKernel", || launch(func as usize, grid, block, args, shared_mem, stream as usize, false))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaLaunchKernel_ptsz(
+    func: *const c_void,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaLaunchKernel_ptsz", || launch(func as usize, grid, block, args, shared_mem, stream as usize, true))
+}
+
+/// `CUfunction_attribute` values, in `cudaFuncAttributes` order.
+const FUNC_ATTRS: [i32; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaFuncGetAttributes(attr: *mut CudaFuncAttributes, func: *const c_void) -> CudaError {
+    guard("cudaFuncGetAttributes", || {
+        let rt = rt()?;
+        let (f, _) = registry::kernel(func as usize, current_device())?;
+        let mut v = [0i32; 10];
+        for (slot, &a) in v.iter_mut().zip(&FUNC_ATTRS) {
+            *slot = rt.client.func_get_attribute(f, a).map_err(cuda)?;
+        }
+        let size = |x: i32| usize::try_from(x).unwrap_or(0);
+        let mut out = <CudaFuncAttributes as zerocopy::FromZeros>::new_zeroed();
+        out.maxThreadsPerBlock = v[0];
+        out.sharedSizeBytes = size(v[1]);
+        out.constSizeBytes = size(v[2]);
+        out.localSizeBytes = size(v[3]);
+        out.numRegs = v[4];
+        out.ptxVersion = v[5];
+        out.binaryVersion = v[6];
+        out.cacheModeCA = v[7];
+        out.maxDynamicSharedSizeBytes = v[8];
+        out.preferredShmemCarveout = v[9];
+        // SAFETY: `attr` is the caller's cudaFuncAttributes.
+        unsafe { ffi::put(attr, out) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaFuncSetAttribute(func: *const c_void, attr: i32, value: i32) -> CudaError {
+    guard("cudaFuncSetAttribute", || {
+        let rt = rt()?;
+        let (f, _) = registry::kernel(func as usize, current_device())?;
+        // cudaFuncAttribute values 8 and 9 are CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES and
+        // PREFERRED_SHARED_MEMORY_CARVEOUT; the rest follow the same numbering.
+        rt.client.func_set_attribute(f, attr, value).map_err(cuda)
+    })
+}
+
+fn occupancy(
+    num_blocks: *mut i32,
+    func: *const c_void,
+    block_size: i32,
+    dynamic_smem: usize,
+    flags: u32,
+) -> Result<(), CudaError> {
+    let rt = rt()?;
+    let (f, _) = registry::kernel(func as usize, current_device())?;
+    let block = u32::try_from(block_size).map_err(|_| INVALID_VALUE)?;
+    let n = rt.client.occupancy_max_active_blocks(f, block, dynamic_smem as u64, flags).map_err(cuda)?;
+    // SAFETY: the caller's int.
+    unsafe { ffi::put(num_blocks, n) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+    num_blocks: *mut i32,
+    func: *const c_void,
+    block_size: i32,
+    dynamic_smem: usize,
+) -> CudaError {
+    guard("cudaOccupancyMaxActiveBlocksPerMultiprocessor", || occupancy(num_blocks, func, block_size, dynamic_smem, 0))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
+    num_blocks: *mut i32,
+    func: *const c_void,
+    block_size: i32,
+    dynamic_smem: usize,
+    flags: u32,
+) -> CudaError {
+    guard("cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags", || {
+        occupancy(num_blocks, func, block_size, dynamic_smem, flags)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaFuncSetCacheConfig(func: *const c_void, _config: i32) -> CudaError {
+    // A preference only (ignored on Hopper by the driver as well); accepted once the function exists.
+    guard("cudaFuncSetCacheConfig", || {
+        if registry::is_kernel(func as usize) {
+            Ok(())
+        } else {
+            Err(INVALID_DEVICE_FUNCTION)
+        }
+    })
+}

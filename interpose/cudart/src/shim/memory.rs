@@ -1,0 +1,522 @@
+//! Memory: device allocations, copies of every kind, memset, pitched 2D copies, pinned host
+//! memory, pointer attributes and device symbols.
+//!
+//! The client keeps its own table of device allocations (and module globals it has resolved),
+//! so `cudaMemcpyDefault` can tell device from host pointers and a pointer that is not the
+//! session's fails at once with `cudaErrorInvalidValue`, as libcudart fails it.
+
+use std::alloc::Layout;
+use std::ffi::c_void;
+
+use remora_interpose::cudart::types::CudaPointerAttributes;
+
+use crate::ffi;
+use crate::registry;
+use crate::state::{
+    cuda, current_device, guard, rt, CudaError, Runtime, INVALID_MEMCPY_DIRECTION, INVALID_VALUE, MEMORY_ALLOCATION,
+};
+
+const HOST_TO_HOST: i32 = 0;
+const HOST_TO_DEVICE: i32 = 1;
+const DEVICE_TO_HOST: i32 = 2;
+const DEVICE_TO_DEVICE: i32 = 3;
+const DEFAULT: i32 = 4;
+
+const HOST_MEMORY_ALREADY_REGISTERED: CudaError = 712;
+const HOST_MEMORY_NOT_REGISTERED: CudaError = 713;
+const PAGE: usize = 4096;
+
+/// A copy's direction once `cudaMemcpyDefault` is resolved.
+fn direction(rt: &Runtime, dst: u64, src: u64, kind: i32) -> Result<i32, CudaError> {
+    match kind {
+        HOST_TO_HOST..=DEVICE_TO_DEVICE => Ok(kind),
+        DEFAULT => {
+            let d = rt.allocation(dst).is_some();
+            let s = rt.allocation(src).is_some();
+            Ok(match (s, d) {
+                (false, false) => HOST_TO_HOST,
+                (false, true) => HOST_TO_DEVICE,
+                (true, false) => DEVICE_TO_HOST,
+                (true, true) => DEVICE_TO_DEVICE,
+            })
+        }
+        _ => Err(INVALID_MEMCPY_DIRECTION),
+    }
+}
+
+/// Check that `[ptr, ptr + len)` is device memory of this session.
+fn device_range(rt: &Runtime, ptr: u64, len: usize) -> Result<(), CudaError> {
+    let (base, size, _) = rt.allocation(ptr).ok_or(INVALID_VALUE)?;
+    let end = ptr.checked_add(len as u64).ok_or(INVALID_VALUE)?;
+    if end > base + size {
+        return Err(INVALID_VALUE);
+    }
+    Ok(())
+}
+
+/// One linear copy. `stream` is the wire handle; `wait` false makes host → device and device →
+/// device copies fire-and-forget (device → host always waits: the bytes must land).
+fn copy(
+    rt: &Runtime,
+    dst: *mut c_void,
+    src: *const c_void,
+    count: usize,
+    kind: i32,
+    stream: u64,
+    wait: bool,
+) -> Result<(), CudaError> {
+    if count == 0 {
+        return Ok(());
+    }
+    let (d, s) = (dst as u64, src as u64);
+    match direction(rt, d, s, kind)? {
+        HOST_TO_HOST => {
+            // SAFETY: both are host buffers of `count` bytes (the API contract); may overlap.
+            let from = unsafe { ffi::bytes(src as *const u8, count) }?;
+            // SAFETY: as above, for the destination.
+            unsafe { std::ptr::copy(from.as_ptr(), dst as *mut u8, count) };
+            Ok(())
+        }
+        HOST_TO_DEVICE => {
+            device_range(rt, d, count)?;
+            // SAFETY: `src` is a host buffer of `count` bytes.
+            let data = unsafe { ffi::bytes(src as *const u8, count) }?;
+            if wait && stream == 0 {
+                rt.client.memcpy_htod(d, data).map_err(cuda)
+            } else {
+                rt.client.memcpy_htod_async(d, data, stream).map_err(cuda)
+            }
+        }
+        DEVICE_TO_HOST => {
+            device_range(rt, s, count)?;
+            // SAFETY: `dst` is a host buffer of `count` writable bytes.
+            let out = unsafe { ffi::bytes_mut(dst as *mut u8, count) }?;
+            rt.client.memcpy_dtoh_on(out, s, stream).map_err(cuda)
+        }
+        _ => {
+            device_range(rt, s, count)?;
+            device_range(rt, d, count)?;
+            rt.client.memcpy_dtod(d, s, count as u64, stream, wait && stream == 0).map_err(cuda)
+        }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMalloc(dev_ptr: *mut *mut c_void, size: usize) -> CudaError {
+    guard("cudaMalloc", || {
+        if dev_ptr.is_null() {
+            return Err(INVALID_VALUE);
+        }
+        let rt = rt()?;
+        if size == 0 {
+            // SAFETY: `dev_ptr` is the caller's pointer slot (checked non-null).
+            return unsafe { ffi::put(dev_ptr, std::ptr::null_mut()) };
+        }
+        let dev = current_device();
+        let p = rt.client.mem_alloc(dev, size as u64).map_err(cuda)?;
+        rt.allocations.lock().insert(p, (size as u64, dev));
+        // SAFETY: as above.
+        unsafe { ffi::put(dev_ptr, p as *mut c_void) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaFree(dev_ptr: *mut c_void) -> CudaError {
+    guard("cudaFree", || {
+        let rt = rt()?;
+        let p = dev_ptr as u64;
+        if p == 0 {
+            return Ok(());
+        }
+        match rt.allocation(p) {
+            Some((base, _, _)) if base == p => {}
+            _ => return Err(INVALID_VALUE),
+        }
+        rt.client.mem_free(p).map_err(cuda)?;
+        rt.allocations.lock().remove(&p);
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMallocPitch(
+    dev_ptr: *mut *mut c_void,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+) -> CudaError {
+    guard("cudaMallocPitch", || {
+        let rt = rt()?;
+        // Rows aligned to 512 bytes, as the CUDA driver pitches them on current GPUs.
+        let p = width.checked_next_multiple_of(512).ok_or(INVALID_VALUE)?.max(512);
+        let size = p.checked_mul(height).ok_or(MEMORY_ALLOCATION)?;
+        let dev = current_device();
+        let ptr = if size == 0 { 0 } else { rt.client.mem_alloc(dev, size as u64).map_err(cuda)? };
+        if ptr != 0 {
+            rt.allocations.lock().insert(ptr, (size as u64, dev));
+        }
+        // SAFETY: the caller's out-parameters.
+        unsafe {
+            ffi::put(dev_ptr, ptr as *mut c_void)?;
+            ffi::put(pitch, p)
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemset(dev_ptr: *mut c_void, value: i32, count: usize) -> CudaError {
+    guard("cudaMemset", || {
+        let rt = rt()?;
+        if count == 0 {
+            return Ok(());
+        }
+        device_range(rt, dev_ptr as u64, count)?;
+        rt.client.memset(dev_ptr as u64, (value & 0xff) as u32, 1, count as u64, 0, true).map_err(cuda)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemsetAsync(
+    dev_ptr: *mut c_void,
+    value: i32,
+    count: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemsetAsync", || {
+        let rt = rt()?;
+        if count == 0 {
+            return Ok(());
+        }
+        device_range(rt, dev_ptr as u64, count)?;
+        let s = rt.stream(stream as usize)?;
+        rt.client.memset(dev_ptr as u64, (value & 0xff) as u32, 1, count as u64, s, false).map_err(cuda)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpy(dst: *mut c_void, src: *const c_void, count: usize, kind: i32) -> CudaError {
+    guard("cudaMemcpy", || copy(rt()?, dst, src, count, kind, 0, true))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpyAsync(
+    dst: *mut c_void,
+    src: *const c_void,
+    count: usize,
+    kind: i32,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemcpyAsync", || {
+        let rt = rt()?;
+        let s = rt.stream(stream as usize)?;
+        copy(rt, dst, src, count, kind, s, false)
+    })
+}
+
+/// A pitched copy, row by row, with each row one linear copy (device → host rows are read in
+/// one span and scattered locally, so a 2D read is one round trip).
+#[allow(clippy::too_many_arguments)]
+fn copy_2d(
+    rt: &Runtime,
+    dst: *mut c_void,
+    dpitch: usize,
+    src: *const c_void,
+    spitch: usize,
+    width: usize,
+    height: usize,
+    kind: i32,
+    stream: u64,
+    wait: bool,
+) -> Result<(), CudaError> {
+    if width > dpitch || width > spitch {
+        return Err(INVALID_VALUE);
+    }
+    if width == 0 || height == 0 {
+        return Ok(());
+    }
+    let dir = direction(rt, dst as u64, src as u64, kind)?;
+    if dir == DEVICE_TO_HOST && height > 1 {
+        let span = spitch * (height - 1) + width;
+        let mut tmp = vec![0u8; span];
+        device_range(rt, src as u64, span)?;
+        rt.client.memcpy_dtoh_on(&mut tmp, src as u64, stream).map_err(cuda)?;
+        for row in 0..height {
+            // SAFETY: `dst` rows are `width` writable bytes at `dpitch` strides (API contract).
+            let out = unsafe { ffi::bytes_mut((dst as *mut u8).wrapping_add(row * dpitch), width) }?;
+            out.copy_from_slice(&tmp[row * spitch..row * spitch + width]);
+        }
+        return Ok(());
+    }
+    for row in 0..height {
+        let d = (dst as *mut u8).wrapping_add(row * dpitch) as *mut c_void;
+        let s = (src as *const u8).wrapping_add(row * spitch) as *const c_void;
+        copy(rt, d, s, width, dir, stream, false)?;
+    }
+    if wait {
+        // Rows were sent without waiting; one round trip reports any failure and orders them.
+        rt.client.stream_synchronize(stream).map_err(cuda)?;
+    }
+    Ok(())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpy2D(
+    dst: *mut c_void,
+    dpitch: usize,
+    src: *const c_void,
+    spitch: usize,
+    width: usize,
+    height: usize,
+    kind: i32,
+) -> CudaError {
+    guard("cudaMemcpy2D", || copy_2d(rt()?, dst, dpitch, src, spitch, width, height, kind, 0, true))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpy2DAsync(
+    dst: *mut c_void,
+    dpitch: usize,
+    src: *const c_void,
+    spitch: usize,
+    width: usize,
+    height: usize,
+    kind: i32,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemcpy2DAsync", || {
+        let rt = rt()?;
+        let s = rt.stream(stream as usize)?;
+        copy_2d(rt, dst, dpitch, src, spitch, width, height, kind, s, false)
+    })
+}
+
+fn host_alloc(ptr: *mut *mut c_void, size: usize, flags: u32) -> Result<(), CudaError> {
+    if ptr.is_null() {
+        return Err(INVALID_VALUE);
+    }
+    let rt = rt()?;
+    let layout = Layout::from_size_align(size.max(1), PAGE).map_err(|_| MEMORY_ALLOCATION)?;
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return Err(MEMORY_ALLOCATION);
+    }
+    rt.pinned.lock().insert(p as usize, (size.max(1), flags, true));
+    // SAFETY: the caller's pointer slot (checked non-null).
+    unsafe { ffi::put(ptr, p as *mut c_void) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMallocHost(ptr: *mut *mut c_void, size: usize) -> CudaError {
+    guard("cudaMallocHost", || host_alloc(ptr, size, 0))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaHostAlloc(ptr: *mut *mut c_void, size: usize, flags: u32) -> CudaError {
+    guard("cudaHostAlloc", || {
+        // cudaHostAllocPortable | Mapped | WriteCombined.
+        if flags & !0x7 != 0 {
+            return Err(INVALID_VALUE);
+        }
+        host_alloc(ptr, size, flags)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaFreeHost(ptr: *mut c_void) -> CudaError {
+    guard("cudaFreeHost", || {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let rt = rt()?;
+        let (size, _, ours) = rt.pinned.lock().get(&(ptr as usize)).copied().ok_or(INVALID_VALUE)?;
+        if !ours {
+            return Err(INVALID_VALUE);
+        }
+        rt.pinned.lock().remove(&(ptr as usize));
+        let layout = Layout::from_size_align(size, PAGE).map_err(|_| INVALID_VALUE)?;
+        // SAFETY: allocated by host_alloc with exactly this layout, and removed from the table.
+        unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaHostRegister(ptr: *mut c_void, size: usize, flags: u32) -> CudaError {
+    guard("cudaHostRegister", || {
+        if ptr.is_null() || size == 0 || flags & !0xf != 0 {
+            return Err(INVALID_VALUE);
+        }
+        let rt = rt()?;
+        let base = ptr as usize;
+        if rt.pinned_range(base).is_some() || rt.pinned_range(base + size - 1).is_some() {
+            return Err(HOST_MEMORY_ALREADY_REGISTERED);
+        }
+        rt.pinned.lock().insert(base, (size, flags, false));
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaHostUnregister(ptr: *mut c_void) -> CudaError {
+    guard("cudaHostUnregister", || {
+        let rt = rt()?;
+        let mut p = rt.pinned.lock();
+        match p.get(&(ptr as usize)) {
+            Some(&(_, _, false)) => {
+                p.remove(&(ptr as usize));
+                Ok(())
+            }
+            _ => Err(HOST_MEMORY_NOT_REGISTERED),
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaPointerGetAttributes(
+    attributes: *mut CudaPointerAttributes,
+    ptr: *const c_void,
+) -> CudaError {
+    guard("cudaPointerGetAttributes", || {
+        let rt = rt()?;
+        let p = ptr as u64;
+        let a = if let Some((_, _, dev)) = rt.allocation(p) {
+            CudaPointerAttributes {
+                type_: 2,
+                device: dev as i32,
+                devicePointer: ptr as *mut c_void,
+                hostPointer: std::ptr::null_mut(),
+                reserved: [0; 8],
+            }
+        } else if rt.pinned_range(ptr as usize).is_some() {
+            CudaPointerAttributes {
+                type_: 1,
+                device: current_device() as i32,
+                devicePointer: ptr as *mut c_void,
+                hostPointer: ptr as *mut c_void,
+                reserved: [0; 8],
+            }
+        } else {
+            CudaPointerAttributes {
+                type_: 0,
+                device: -2,
+                devicePointer: std::ptr::null_mut(),
+                hostPointer: std::ptr::null_mut(),
+                reserved: [0; 8],
+            }
+        };
+        // SAFETY: the caller's cudaPointerAttributes.
+        unsafe { ffi::put(attributes, a) }
+    })
+}
+
+/// A device variable's range, recorded as device memory the client may copy to and from.
+fn symbol(rt: &Runtime, symbol: *const c_void) -> Result<(u64, u64), CudaError> {
+    let dev = current_device();
+    let (addr, size) =
+        registry::var(symbol as usize, dev).map_err(|e| if e == crate::state::SYMBOL_NOT_FOUND { 13 } else { e })?;
+    rt.allocations.lock().entry(addr).or_insert((size, dev));
+    Ok((addr, size))
+}
+
+fn symbol_span(rt: &Runtime, sym: *const c_void, count: usize, offset: usize) -> Result<u64, CudaError> {
+    let (addr, size) = symbol(rt, sym)?;
+    if offset.checked_add(count).is_none_or(|end| end as u64 > size) {
+        return Err(INVALID_VALUE);
+    }
+    Ok(addr + offset as u64)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpyToSymbol(
+    sym: *const c_void,
+    src: *const c_void,
+    count: usize,
+    offset: usize,
+    kind: i32,
+) -> CudaError {
+    guard("cudaMemcpyToSymbol", || {
+        let rt = rt()?;
+        if !matches!(kind, HOST_TO_DEVICE | DEVICE_TO_DEVICE | DEFAULT) {
+            return Err(INVALID_MEMCPY_DIRECTION);
+        }
+        let at = symbol_span(rt, sym, count, offset)?;
+        copy(rt, at as *mut c_void, src, count, kind, 0, true)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpyToSymbolAsync(
+    sym: *const c_void,
+    src: *const c_void,
+    count: usize,
+    offset: usize,
+    kind: i32,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemcpyToSymbolAsync", || {
+        let rt = rt()?;
+        if !matches!(kind, HOST_TO_DEVICE | DEVICE_TO_DEVICE | DEFAULT) {
+            return Err(INVALID_MEMCPY_DIRECTION);
+        }
+        let at = symbol_span(rt, sym, count, offset)?;
+        let s = rt.stream(stream as usize)?;
+        copy(rt, at as *mut c_void, src, count, kind, s, false)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpyFromSymbol(
+    dst: *mut c_void,
+    sym: *const c_void,
+    count: usize,
+    offset: usize,
+    kind: i32,
+) -> CudaError {
+    guard("cudaMemcpyFromSymbol", || {
+        let rt = rt()?;
+        if !matches!(kind, DEVICE_TO_HOST | DEVICE_TO_DEVICE | DEFAULT) {
+            return Err(INVALID_MEMCPY_DIRECTION);
+        }
+        let at = symbol_span(rt, sym, count, offset)?;
+        copy(rt, dst, at as *const c_void, count, kind, 0, true)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpyFromSymbolAsync(
+    dst: *mut c_void,
+    sym: *const c_void,
+    count: usize,
+    offset: usize,
+    kind: i32,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemcpyFromSymbolAsync", || {
+        let rt = rt()?;
+        if !matches!(kind, DEVICE_TO_HOST | DEVICE_TO_DEVICE | DEFAULT) {
+            return Err(INVALID_MEMCPY_DIRECTION);
+        }
+        let at = symbol_span(rt, sym, count, offset)?;
+        let s = rt.stream(stream as usize)?;
+        copy(rt, dst, at as *const c_void, count, kind, s, false)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaGetSymbolAddress(dev_ptr: *mut *mut c_void, sym: *const c_void) -> CudaError {
+    guard("cudaGetSymbolAddress", || {
+        let (addr, _) = symbol(rt()?, sym)?;
+        // SAFETY: the caller's pointer slot.
+        unsafe { ffi::put(dev_ptr, addr as *mut c_void) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaGetSymbolSize(size: *mut usize, sym: *const c_void) -> CudaError {
+    guard("cudaGetSymbolSize", || {
+        let (_, s) = symbol(rt()?, sym)?;
+        // SAFETY: the caller's size_t.
+        unsafe { ffi::put(size, usize::try_from(s).unwrap_or(usize::MAX)) }
+    })
+}

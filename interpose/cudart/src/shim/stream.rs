@@ -1,0 +1,127 @@
+//! Streams. Handles are the server's; `cudaStreamLegacy` (and 0) is the legacy default stream,
+//! `cudaStreamPerThread` a stream of the calling thread's own, created on first use.
+//! Host callbacks run on the client, in the calling thread, once the stream has reached them.
+
+use std::ffi::{c_int, c_void};
+
+use crate::ffi;
+use crate::state::{cuda, current_device, guard, rt, CudaError, INVALID_RESOURCE_HANDLE, INVALID_VALUE};
+
+/// `cudaStreamNonBlocking`.
+const NON_BLOCKING: u32 = 1;
+
+fn create(stream: *mut *mut c_void, flags: u32, priority: c_int) -> Result<(), CudaError> {
+    if stream.is_null() || flags & !NON_BLOCKING != 0 {
+        return Err(INVALID_VALUE);
+    }
+    let rt = rt()?;
+    // Priorities outside the device's range are clamped, as libcudart does.
+    let priority = priority.clamp(-5, 0);
+    let h = rt.client.stream_create(current_device(), flags, priority).map_err(cuda)?;
+    // SAFETY: the caller's cudaStream_t slot (checked non-null).
+    unsafe { ffi::put(stream, h as *mut c_void) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamCreate(stream: *mut *mut c_void) -> CudaError {
+    guard("cudaStreamCreate", || create(stream, 0, 0))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamCreateWithFlags(stream: *mut *mut c_void, flags: u32) -> CudaError {
+    guard("cudaStreamCreateWithFlags", || create(stream, flags, 0))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamCreateWithPriority(
+    stream: *mut *mut c_void,
+    flags: u32,
+    priority: c_int,
+) -> CudaError {
+    guard("cudaStreamCreateWithPriority", || create(stream, flags, priority))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamDestroy(stream: *mut c_void) -> CudaError {
+    guard("cudaStreamDestroy", || {
+        let s = stream as usize;
+        if s <= 2 {
+            return Err(INVALID_RESOURCE_HANDLE);
+        }
+        rt()?.client.stream_destroy(s as u64).map_err(cuda)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamSynchronize(stream: *mut c_void) -> CudaError {
+    guard("cudaStreamSynchronize", || {
+        let rt = rt()?;
+        rt.client.stream_synchronize(rt.stream(stream as usize)?).map_err(cuda)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamQuery(stream: *mut c_void) -> CudaError {
+    guard("cudaStreamQuery", || {
+        let rt = rt()?;
+        match rt.client.stream_query(rt.stream(stream as usize)?).map_err(cuda)? {
+            true => Ok(()),
+            false => Err(600),
+        }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamWaitEvent(stream: *mut c_void, event: *mut c_void, flags: u32) -> CudaError {
+    guard("cudaStreamWaitEvent", || {
+        if event.is_null() {
+            return Err(INVALID_RESOURCE_HANDLE);
+        }
+        let rt = rt()?;
+        rt.client.stream_wait_event(rt.stream(stream as usize)?, event as u64, flags).map_err(cuda)
+    })
+}
+
+/// `cudaHostFn_t`.
+type HostFn = unsafe extern "C" fn(user_data: *mut c_void);
+/// `cudaStreamCallback_t`.
+type StreamCallback = unsafe extern "C" fn(stream: *mut c_void, status: CudaError, user_data: *mut c_void);
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaLaunchHostFunc(
+    stream: *mut c_void,
+    f: Option<HostFn>,
+    user_data: *mut c_void,
+) -> CudaError {
+    guard("cudaLaunchHostFunc", || {
+        let f = f.ok_or(INVALID_VALUE)?;
+        let rt = rt()?;
+        rt.client.stream_synchronize(rt.stream(stream as usize)?).map_err(cuda)?;
+        // SAFETY: the application's callback, called with its own user data, as CUDA would.
+        unsafe { f(user_data) };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamAddCallback(
+    stream: *mut c_void,
+    cb: Option<StreamCallback>,
+    user_data: *mut c_void,
+    flags: u32,
+) -> CudaError {
+    guard("cudaStreamAddCallback", || {
+        let cb = cb.ok_or(INVALID_VALUE)?;
+        if flags != 0 {
+            return Err(INVALID_VALUE);
+        }
+        let rt = rt()?;
+        let status = match rt.client.stream_synchronize(rt.stream(stream as usize)?) {
+            Ok(()) => 0,
+            Err(s) => cuda(s),
+        };
+        // SAFETY: the application's callback with its stream, the stream's status and its data.
+        unsafe { cb(stream, status, user_data) };
+        Ok(())
+    })
+}

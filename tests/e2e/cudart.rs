@@ -1,0 +1,106 @@
+//! remora's `libcudart.so.13` in front of a real program: a C program linked against the
+//! library's versioned symbols (as nvcc-built programs are), run against a supervisor.
+//! Needs gcc (present wherever Rust links) and the cdylib, built by `cargo build --workspace`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use remora_tests::{start_server, urls};
+
+use crate::helper;
+
+/// The built `libcudart.so` (cargo's name for the cdylib), next to this test's `deps/` folder.
+fn library() -> PathBuf {
+    if let Ok(p) = std::env::var("REMORA_LIB") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let lib = profile_dir.join("libcudart.so");
+    assert!(lib.exists(), "{} is missing: run `cargo build --workspace` first (scripts/test does)", lib.display());
+    lib
+}
+
+/// A folder with `libcudart.so.13` → the built library, and the test program linked against it.
+fn build_program(name: &str) -> (PathBuf, PathBuf) {
+    let lib = library();
+    let dir = std::env::temp_dir().join(format!("remora-cdylib-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("libcudart.so.13");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&lib, &link).unwrap();
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
+    let exe = dir.join(name);
+    let out = Command::new("gcc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .arg(format!("-L{}", dir.display()))
+        .arg("-l:libcudart.so.13")
+        .output()
+        .expect("gcc runs");
+    assert!(out.status.success(), "gcc failed: {}", String::from_utf8_lossy(&out.stderr));
+    (dir, exe)
+}
+
+#[test]
+fn exports_carry_nvidia_versions_and_soname() {
+    let lib = library();
+    let out = Command::new("readelf").args(["-W", "--dyn-syms", "-d"]).arg(&lib).output().expect("readelf runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Library soname: [libcudart.so.13]"), "no SONAME libcudart.so.13");
+    for sym in ["cudaMalloc", "cudaMemcpy", "__cudaRegisterFatBinary", "__cudaLaunchKernel", "cudaGetErrorString"] {
+        assert!(
+            text.contains(&format!("{sym}@@libcudart.so.13")),
+            "{sym} is not exported with version libcudart.so.13"
+        );
+    }
+}
+
+#[test]
+fn c_program_runs_through_the_library() {
+    let (dir, exe) = build_program("runtime_basics");
+    let sup = start_server(&helper(), "cdylib", |_| {});
+    for url in urls(&sup) {
+        let out =
+            Command::new(&exe).env("LD_LIBRARY_PATH", &dir).env("REMORA_SERVER", &url).output().expect("program runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{url}: program failed\n{stdout}\n{stderr}");
+        for line in [
+            "devices>0: yes",
+            "runtime 13000",
+            "round trip equal: yes",
+            "default-kind copy equal: yes",
+            "memset: ab bc",
+            "async equal: yes, elapsed>=0: yes",
+            "cudaSetDevice(99) -> cudaErrorInvalidDevice",
+            "cudaGetLastError() -> cudaSuccess",
+            "cudaMemcpy(back, d, N, 7) -> cudaErrorInvalidMemcpyDirection",
+            "cudaMalloc(&huge, (size_t)1 << 50) -> cudaErrorMemoryAllocation",
+            "cudaGraphCreate(&g, 0) -> cudaErrorNotSupported",
+            "error string: out of memory",
+            "OK",
+        ] {
+            assert!(stdout.lines().any(|l| l == line), "{url}: missing line {line:?} in\n{stdout}");
+        }
+        assert!(stderr.contains("cudaGraphCreate is not supported"), "unsupported calls are named once: {stderr}");
+    }
+}
+
+#[test]
+fn unreachable_server_is_no_device_with_one_clear_line() {
+    let (dir, exe) = build_program("runtime_basics");
+    let out = Command::new(&exe)
+        .env("LD_LIBRARY_PATH", &dir)
+        .env("REMORA_SERVER", "tcp://127.0.0.1:1")
+        .output()
+        .expect("program runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL cudaGetDeviceCount(&n): cudaErrorNoDevice"), "{stdout}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("remora: no GPU server reachable")).count(), 1, "{stderr}");
+    assert!(stderr.contains("tcp://127.0.0.1:1"), "the line names the URL: {stderr}");
+}
