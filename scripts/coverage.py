@@ -79,7 +79,9 @@ def shim_symbols():
     for fn in sorted(os.listdir(shim)):
         if fn.endswith(".rs"):
             with open(os.path.join(shim, fn)) as f:
-                names.update(re.findall(r'pub (?:unsafe )?extern "C" fn (\w+)', f.read()))
+                text = f.read()
+                names.update(re.findall(r'pub (?:unsafe )?extern "C" fn (\w+)', text))
+                names.update(re.findall(r'^\s*per_thread!\((\w+)', text, re.M))
     return names
 
 

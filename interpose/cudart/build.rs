@@ -28,11 +28,15 @@ fn main() {
             let text = std::fs::read_to_string(&path).expect("readable shim file");
             for line in text.lines() {
                 let l = line.trim_start();
-                if let Some(rest) =
-                    l.strip_prefix("pub unsafe extern \"C\" fn ").or_else(|| l.strip_prefix("pub extern \"C\" fn "))
+                if let Some(rest) = l
+                    .strip_prefix("pub unsafe extern \"C\" fn ")
+                    .or_else(|| l.strip_prefix("pub extern \"C\" fn "))
+                    .or_else(|| l.strip_prefix("per_thread!("))
                 {
                     let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-                    implemented.insert(name);
+                    if !name.is_empty() {
+                        implemented.insert(name);
+                    }
                 }
             }
         }

@@ -38,6 +38,8 @@ pub(crate) struct Runtime {
     pub(crate) allocations: Mutex<BTreeMap<u64, (u64, u32)>>,
     /// Pinned (page-locked) host ranges: base → (size, flags, allocated by us).
     pub(crate) pinned: Mutex<BTreeMap<usize, (usize, u32, bool)>>,
+    /// Streams this process created: handle → (flags, priority).
+    pub(crate) streams: Mutex<HashMap<u64, (u32, i32)>>,
 }
 
 static RUNTIME: OnceLock<Result<Runtime, CudaError>> = OnceLock::new();
@@ -46,6 +48,16 @@ thread_local! {
     static DEVICE: Cell<u32> = const { Cell::new(0) };
     static LAST_ERROR: Cell<CudaError> = const { Cell::new(SUCCESS) };
     static PER_THREAD_STREAMS: RefCell<HashMap<u32, u64>> = RefCell::new(HashMap::new());
+    static PER_THREAD_DEFAULT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with the per-thread default stream standing for stream 0 (the `_ptsz`/`_ptds`
+/// exports that `nvcc --default-stream per-thread` programs call).
+pub(crate) fn per_thread(f: impl FnOnce() -> CudaError) -> CudaError {
+    let before = PER_THREAD_DEFAULT.with(|p| p.replace(true));
+    let r = f();
+    PER_THREAD_DEFAULT.with(|p| p.set(before));
+    r
 }
 
 /// Server URLs to try, in order: `REMORA_SERVER` (comma-separated), else a GVirtuS
@@ -106,6 +118,7 @@ fn connect() -> Result<Runtime, CudaError> {
                     info: Mutex::new(HashMap::new()),
                     allocations: Mutex::new(BTreeMap::new()),
                     pinned: Mutex::new(BTreeMap::new()),
+                    streams: Mutex::new(HashMap::new()),
                 });
             }
             Err(e) => reasons.push(format!("{url}: {e}")),
@@ -155,6 +168,7 @@ impl Runtime {
 
     /// The stream handle on the wire for a `cudaStream_t` value.
     pub(crate) fn stream(&self, s: usize) -> Result<u64, CudaError> {
+        let s = if s == 0 && PER_THREAD_DEFAULT.with(Cell::get) { 2 } else { s };
         match s {
             0 | 1 => Ok(0),
             2 => {

@@ -543,6 +543,18 @@ impl Client {
         self.post(Opcode::Launch, req.as_bytes(), params)
     }
 
+    /// Launch a cooperative kernel (`cuLaunchCooperativeKernel`), fire-and-forget.
+    pub fn launch_cooperative(
+        &self,
+        function: u64,
+        dims: LaunchDims,
+        stream: u64,
+        params: &[u8],
+    ) -> Result<(), Status> {
+        let req = Self::launch_req(function, dims, stream, params, ops::LAUNCH_COOPERATIVE)?;
+        self.post(Opcode::Launch, req.as_bytes(), params)
+    }
+
     /// Launch and wait for the launch itself to be accepted (not for the kernel to finish).
     pub fn launch_checked(&self, function: u64, dims: LaunchDims, stream: u64, params: &[u8]) -> Result<(), Status> {
         let req = Self::launch_req(function, dims, stream, params, 0)?;

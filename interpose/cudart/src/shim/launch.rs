@@ -91,6 +91,7 @@ fn check_config(dev: u32, grid: Dim3, block: Dim3) -> Result<(), CudaError> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn launch(
     host_fun: usize,
     grid: Dim3,
@@ -99,6 +100,7 @@ fn launch(
     shared_mem: usize,
     stream: usize,
     per_thread: bool,
+    cooperative: bool,
 ) -> Result<(), CudaError> {
     let rt = rt()?;
     let dev = current_device();
@@ -119,7 +121,11 @@ fn launch(
         block: [block.x, block.y, block.z],
         shared_mem: u32::try_from(shared_mem).map_err(|_| INVALID_VALUE)?,
     };
-    rt.client.launch(function, dims, s, &params).map_err(cuda)
+    if cooperative {
+        rt.client.launch_cooperative(function, dims, s, &params).map_err(cuda)
+    } else {
+        rt.client.launch(function, dims, s, &params).map_err(cuda)
+    }
 }
 
 #[no_mangle]
@@ -131,7 +137,9 @@ pub unsafe extern "C" fn __cudaLaunchKernel(
     shared_mem: usize,
     stream: *mut c_void,
 ) -> CudaError {
-    guard("__cudaLaunchKernel", || launch(kernel as usize, grid, block, args, shared_mem, stream as usize, false))
+    guard("__cudaLaunchKernel", || {
+        launch(kernel as usize, grid, block, args, shared_mem, stream as usize, false, false)
+    })
 }
 
 #[no_mangle]
@@ -143,7 +151,9 @@ pub unsafe extern "C" fn __cudaLaunchKernel_ptsz(
     shared_mem: usize,
     stream: *mut c_void,
 ) -> CudaError {
-    guard("__cudaLaunchKernel_ptsz", || launch(kernel as usize, grid, block, args, shared_mem, stream as usize, true))
+    guard("__cudaLaunchKernel_ptsz", || {
+        launch(kernel as usize, grid, block, args, shared_mem, stream as usize, true, false)
+    })
 }
 
 #[no_mangle]
@@ -155,7 +165,7 @@ pub unsafe extern "C" fn cudaLaunchKernel(
     shared_mem: usize,
     stream: *mut c_void,
 ) -> CudaError {
-    guard("cudaLaunchKernel", || launch(func as usize, grid, block, args, shared_mem, stream as usize, false))
+    guard("cudaLaunchKernel", || launch(func as usize, grid, block, args, shared_mem, stream as usize, false, false))
 }
 
 #[no_mangle]
@@ -167,7 +177,37 @@ pub unsafe extern "C" fn cudaLaunchKernel_ptsz(
     shared_mem: usize,
     stream: *mut c_void,
 ) -> CudaError {
-    guard("cudaLaunchKernel_ptsz", || launch(func as usize, grid, block, args, shared_mem, stream as usize, true))
+    guard("cudaLaunchKernel_ptsz", || {
+        launch(func as usize, grid, block, args, shared_mem, stream as usize, true, false)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaLaunchCooperativeKernel(
+    func: *const c_void,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaLaunchCooperativeKernel", || {
+        launch(func as usize, grid, block, args, shared_mem, stream as usize, false, true)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaLaunchCooperativeKernel_ptsz(
+    func: *const c_void,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaLaunchCooperativeKernel_ptsz", || {
+        launch(func as usize, grid, block, args, shared_mem, stream as usize, true, true)
+    })
 }
 
 /// `CUfunction_attribute` values, in `cudaFuncAttributes` order.

@@ -373,6 +373,120 @@ pub unsafe extern "C" fn cudaHostUnregister(ptr: *mut c_void) -> CudaError {
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn cudaHostGetFlags(flags: *mut u32, host: *mut c_void) -> CudaError {
+    guard("cudaHostGetFlags", || {
+        let (_, _, f) = rt()?.pinned_range(host as usize).ok_or(INVALID_VALUE)?;
+        // SAFETY: the caller's unsigned int.
+        unsafe { ffi::put(flags, f) }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn memset_2d(
+    rt: &Runtime,
+    ptr: *mut c_void,
+    pitch: usize,
+    value: i32,
+    width: usize,
+    height: usize,
+    stream: u64,
+    wait: bool,
+) -> Result<(), CudaError> {
+    if width > pitch {
+        return Err(INVALID_VALUE);
+    }
+    if width == 0 || height == 0 {
+        return Ok(());
+    }
+    device_range(rt, ptr as u64, pitch * (height - 1) + width)?;
+    for row in 0..height {
+        let p = ptr as u64 + (row * pitch) as u64;
+        rt.client.memset(p, (value & 0xff) as u32, 1, width as u64, stream, false).map_err(cuda)?;
+    }
+    if wait {
+        rt.client.stream_synchronize(stream).map_err(cuda)?;
+    }
+    Ok(())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemset2D(
+    ptr: *mut c_void,
+    pitch: usize,
+    value: i32,
+    width: usize,
+    height: usize,
+) -> CudaError {
+    guard("cudaMemset2D", || memset_2d(rt()?, ptr, pitch, value, width, height, 0, true))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemset2DAsync(
+    ptr: *mut c_void,
+    pitch: usize,
+    value: i32,
+    width: usize,
+    height: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemset2DAsync", || {
+        let rt = rt()?;
+        let s = rt.stream(stream as usize)?;
+        memset_2d(rt, ptr, pitch, value, width, height, s, false)
+    })
+}
+
+fn peer_copy(
+    dst: *mut c_void,
+    dst_dev: i32,
+    src: *const c_void,
+    src_dev: i32,
+    count: usize,
+    stream: u64,
+    wait: bool,
+) -> Result<(), CudaError> {
+    let rt = rt()?;
+    for d in [dst_dev, src_dev] {
+        if u32::try_from(d).map_or(true, |d| d >= rt.device_count) {
+            return Err(crate::state::INVALID_DEVICE);
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    device_range(rt, src as u64, count)?;
+    device_range(rt, dst as u64, count)?;
+    // Unified addressing: the server's device-to-device copy moves data between GPUs.
+    rt.client.memcpy_dtod(dst as u64, src as u64, count as u64, stream, wait).map_err(cuda)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpyPeer(
+    dst: *mut c_void,
+    dst_device: i32,
+    src: *const c_void,
+    src_device: i32,
+    count: usize,
+) -> CudaError {
+    guard("cudaMemcpyPeer", || peer_copy(dst, dst_device, src, src_device, count, 0, true))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpyPeerAsync(
+    dst: *mut c_void,
+    dst_device: i32,
+    src: *const c_void,
+    src_device: i32,
+    count: usize,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemcpyPeerAsync", || {
+        let s = rt()?.stream(stream as usize)?;
+        peer_copy(dst, dst_device, src, src_device, count, s, false)
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn cudaPointerGetAttributes(
     attributes: *mut CudaPointerAttributes,
     ptr: *const c_void,

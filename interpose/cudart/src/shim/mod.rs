@@ -10,5 +10,6 @@ mod error;
 mod event;
 mod launch;
 mod memory;
+mod per_thread;
 mod register;
 mod stream;

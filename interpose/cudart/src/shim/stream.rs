@@ -18,6 +18,7 @@ fn create(stream: *mut *mut c_void, flags: u32, priority: c_int) -> Result<(), C
     // Priorities outside the device's range are clamped, as libcudart does.
     let priority = priority.clamp(-5, 0);
     let h = rt.client.stream_create(current_device(), flags, priority).map_err(cuda)?;
+    rt.streams.lock().insert(h, (flags, priority));
     // SAFETY: the caller's cudaStream_t slot (checked non-null).
     unsafe { ffi::put(stream, h as *mut c_void) }
 }
@@ -48,7 +49,37 @@ pub unsafe extern "C" fn cudaStreamDestroy(stream: *mut c_void) -> CudaError {
         if s <= 2 {
             return Err(INVALID_RESOURCE_HANDLE);
         }
-        rt()?.client.stream_destroy(s as u64).map_err(cuda)
+        let rt = rt()?;
+        rt.client.stream_destroy(s as u64).map_err(cuda)?;
+        rt.streams.lock().remove(&(s as u64));
+        Ok(())
+    })
+}
+
+/// The (flags, priority) of a `cudaStream_t`: the default streams are blocking, priority 0.
+fn stream_info(stream: *mut c_void) -> Result<(u32, i32), CudaError> {
+    let s = stream as usize;
+    if s <= 2 {
+        return Ok((0, 0));
+    }
+    rt()?.streams.lock().get(&(s as u64)).copied().ok_or(INVALID_RESOURCE_HANDLE)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamGetFlags(stream: *mut c_void, flags: *mut u32) -> CudaError {
+    guard("cudaStreamGetFlags", || {
+        let (f, _) = stream_info(stream)?;
+        // SAFETY: the caller's unsigned int.
+        unsafe { ffi::put(flags, f) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamGetPriority(stream: *mut c_void, priority: *mut c_int) -> CudaError {
+    guard("cudaStreamGetPriority", || {
+        let (_, p) = stream_info(stream)?;
+        // SAFETY: the caller's int.
+        unsafe { ffi::put(priority, p) }
     })
 }
 
@@ -83,9 +114,9 @@ pub unsafe extern "C" fn cudaStreamWaitEvent(stream: *mut c_void, event: *mut c_
 }
 
 /// `cudaHostFn_t`.
-type HostFn = unsafe extern "C" fn(user_data: *mut c_void);
+pub(crate) type HostFn = unsafe extern "C" fn(user_data: *mut c_void);
 /// `cudaStreamCallback_t`.
-type StreamCallback = unsafe extern "C" fn(stream: *mut c_void, status: CudaError, user_data: *mut c_void);
+pub(crate) type StreamCallback = unsafe extern "C" fn(stream: *mut c_void, status: CudaError, user_data: *mut c_void);
 
 #[no_mangle]
 pub unsafe extern "C" fn cudaLaunchHostFunc(

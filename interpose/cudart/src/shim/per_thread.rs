@@ -1,0 +1,43 @@
+//! The `_ptsz` / `_ptds` exports that programs built with `nvcc --default-stream per-thread`
+//! call instead of the plain names: the same functions, with stream 0 meaning the calling
+//! thread's own default stream.
+
+use std::ffi::{c_int, c_void};
+
+use super::{event, memory, stream};
+use crate::state::{per_thread as with_per_thread_stream, CudaError};
+
+/// `per_thread!(export => base(args))`: an export that runs `base` with the per-thread stream.
+macro_rules! per_thread {
+    ($name:ident => $base:path, ($($arg:ident : $ty:ty),* $(,)?)) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> CudaError {
+            // SAFETY: same contract as the base function, which receives the arguments unchanged.
+            with_per_thread_stream(|| unsafe { $base($($arg),*) })
+        }
+    };
+}
+
+type Stream = *mut c_void;
+
+per_thread!(cudaMemcpy_ptds => memory::cudaMemcpy, (dst: *mut c_void, src: *const c_void, count: usize, kind: i32));
+per_thread!(cudaMemcpyAsync_ptsz => memory::cudaMemcpyAsync, (dst: *mut c_void, src: *const c_void, count: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemset_ptds => memory::cudaMemset, (ptr: *mut c_void, value: i32, count: usize));
+per_thread!(cudaMemsetAsync_ptsz => memory::cudaMemsetAsync, (ptr: *mut c_void, value: i32, count: usize, stream: Stream));
+per_thread!(cudaMemcpy2D_ptds => memory::cudaMemcpy2D, (dst: *mut c_void, dpitch: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: i32));
+per_thread!(cudaMemcpy2DAsync_ptsz => memory::cudaMemcpy2DAsync, (dst: *mut c_void, dpitch: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemset2D_ptds => memory::cudaMemset2D, (ptr: *mut c_void, pitch: usize, value: i32, width: usize, height: usize));
+per_thread!(cudaMemset2DAsync_ptsz => memory::cudaMemset2DAsync, (ptr: *mut c_void, pitch: usize, value: i32, width: usize, height: usize, stream: Stream));
+per_thread!(cudaMemcpyToSymbol_ptds => memory::cudaMemcpyToSymbol, (sym: *const c_void, src: *const c_void, count: usize, offset: usize, kind: i32));
+per_thread!(cudaMemcpyFromSymbol_ptds => memory::cudaMemcpyFromSymbol, (dst: *mut c_void, sym: *const c_void, count: usize, offset: usize, kind: i32));
+per_thread!(cudaMemcpyToSymbolAsync_ptsz => memory::cudaMemcpyToSymbolAsync, (sym: *const c_void, src: *const c_void, count: usize, offset: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemcpyFromSymbolAsync_ptsz => memory::cudaMemcpyFromSymbolAsync, (dst: *mut c_void, sym: *const c_void, count: usize, offset: usize, kind: i32, stream: Stream));
+per_thread!(cudaStreamSynchronize_ptsz => stream::cudaStreamSynchronize, (stream: Stream));
+per_thread!(cudaStreamQuery_ptsz => stream::cudaStreamQuery, (stream: Stream));
+per_thread!(cudaStreamWaitEvent_ptsz => stream::cudaStreamWaitEvent, (stream: Stream, event: *mut c_void, flags: u32));
+per_thread!(cudaStreamGetFlags_ptsz => stream::cudaStreamGetFlags, (stream: Stream, flags: *mut u32));
+per_thread!(cudaStreamGetPriority_ptsz => stream::cudaStreamGetPriority, (stream: Stream, priority: *mut c_int));
+per_thread!(cudaEventRecord_ptsz => event::cudaEventRecord, (event: *mut c_void, stream: Stream));
+per_thread!(cudaEventRecordWithFlags_ptsz => event::cudaEventRecordWithFlags, (event: *mut c_void, stream: Stream, flags: u32));
+per_thread!(cudaLaunchHostFunc_ptsz => stream::cudaLaunchHostFunc, (stream: Stream, f: Option<stream::HostFn>, user_data: *mut c_void));
+per_thread!(cudaStreamAddCallback_ptsz => stream::cudaStreamAddCallback, (stream: Stream, cb: Option<stream::StreamCallback>, user_data: *mut c_void, flags: u32));
