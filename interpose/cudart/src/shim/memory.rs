@@ -25,6 +25,7 @@ const DEFAULT: i32 = 4;
 const HOST_MEMORY_ALREADY_REGISTERED: CudaError = 712;
 const HOST_MEMORY_NOT_REGISTERED: CudaError = 713;
 const PAGE: usize = 4096;
+const INVALID_PITCH_VALUE: CudaError = 12;
 
 /// A copy's direction once `cudaMemcpyDefault` is resolved.
 fn direction(rt: &Runtime, dst: u64, src: u64, kind: i32) -> Result<i32, CudaError> {
@@ -229,7 +230,7 @@ fn copy_2d(
     wait: bool,
 ) -> Result<(), CudaError> {
     if width > dpitch || width > spitch {
-        return Err(INVALID_VALUE);
+        return Err(INVALID_PITCH_VALUE);
     }
     if width == 0 || height == 0 {
         return Ok(());
@@ -301,7 +302,9 @@ fn host_alloc(ptr: *mut *mut c_void, size: usize, flags: u32) -> Result<(), Cuda
     if p.is_null() {
         return Err(MEMORY_ALLOCATION);
     }
-    rt.pinned.lock().insert(p as usize, (size.max(1), flags, true));
+    // With unified addressing every page-locked allocation is mapped (cudaHostAllocMapped), and
+    // libcudart reports it so.
+    rt.pinned.lock().insert(p as usize, (size.max(1), flags | 0x2, true));
     // SAFETY: the caller's pointer slot (checked non-null).
     unsafe { ffi::put(ptr, p as *mut c_void) }
 }
@@ -393,7 +396,7 @@ fn memset_2d(
     wait: bool,
 ) -> Result<(), CudaError> {
     if width > pitch {
-        return Err(INVALID_VALUE);
+        return Err(INVALID_PITCH_VALUE);
     }
     if width == 0 || height == 0 {
         return Ok(());
