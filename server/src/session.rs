@@ -254,6 +254,7 @@ impl<'s> Session<'s> {
                 | Opcode::FuncGetAttribute
                 | Opcode::FuncSetAttribute
                 | Opcode::OccupancyMaxActiveBlocks
+                | Opcode::FuncSetCacheConfig
                 | Opcode::Launch => first_u64().and_then(|h| self.functions.get(h).ok()).map(|f| f.dev),
                 _ => None,
             },
@@ -652,6 +653,11 @@ impl<'s> Session<'s> {
                 let v = self.backend.func_get_attribute(f.dev, f.raw, o.attribute.get())?;
                 self.put(&ops::I32Reply { value: I32::new(v) });
                 Ok(())
+            }
+            Opcode::FuncSetCacheConfig => {
+                let o: ops::FuncAttribute = op(p)?;
+                let f = *self.functions.get(o.function.get())?;
+                self.backend.func_set_cache_config(f.dev, f.raw, o.attribute.get())
             }
             Opcode::OccupancyMaxActiveBlocks => {
                 let o: ops::Occupancy = op(p)?;

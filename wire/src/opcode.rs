@@ -124,6 +124,8 @@ opcodes! {
     Launch = 0x0057,
     /// [`crate::ops::Occupancy`] → [`crate::ops::I32Reply`]: `cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags`.
     OccupancyMaxActiveBlocks = 0x0058,
+    /// [`crate::ops::FuncAttribute`] (`attribute` = `CUfunc_cache`) → empty: `cuFuncSetCacheConfig`.
+    FuncSetCacheConfig = 0x0059,
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ struct Kernel {
     fatbin: usize,
     name: String,
     on_device: HashMap<u32, (u64, Layout)>,
+    /// Per device: (max threads per block, max dynamic shared memory), checked at launch.
+    limits: HashMap<u32, (i32, i32)>,
 }
 
 /// A device variable, by its host shadow.
@@ -77,7 +79,7 @@ fn layouts_of(image: &[u8]) -> HashMap<String, Layout> {
 /// Register a kernel's host stub.
 pub(crate) fn add_kernel(fatbin: usize, host_fun: usize, name: String) {
     with(|r| {
-        r.kernels.insert(host_fun, Kernel { fatbin, name, on_device: HashMap::new() });
+        r.kernels.insert(host_fun, Kernel { fatbin, name, on_device: HashMap::new(), limits: HashMap::new() });
     });
 }
 
@@ -157,6 +159,33 @@ pub(crate) fn kernel(host_fun: usize, dev: u32) -> Result<(u64, Layout), CudaErr
     Ok((f, layout))
 }
 
+/// The launch limits of a kernel on `dev` (its function `f` there): max threads per block
+/// (`__launch_bounds__` included) and max dynamic shared memory, queried once and cached, so an
+/// over-large launch fails at once as it does with libcudart.
+pub(crate) fn launch_limits(host_fun: usize, dev: u32, f: u64) -> Result<(i32, i32), CudaError> {
+    if let Some(l) = with(|r| r.kernels.get(&host_fun).and_then(|k| k.limits.get(&dev).copied())) {
+        return Ok(l);
+    }
+    let rt = rt()?;
+    // CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 0, MAX_DYNAMIC_SHARED_SIZE_BYTES = 8.
+    let l = (rt.client.func_get_attribute(f, 0).map_err(cuda)?, rt.client.func_get_attribute(f, 8).map_err(cuda)?);
+    with(|r| {
+        if let Some(k) = r.kernels.get_mut(&host_fun) {
+            k.limits.insert(dev, l);
+        }
+    });
+    Ok(l)
+}
+
+/// `cudaFuncSetAttribute` changed a kernel's attributes on `dev`: query its limits again.
+pub(crate) fn forget_limits(host_fun: usize, dev: u32) {
+    with(|r| {
+        if let Some(k) = r.kernels.get_mut(&host_fun) {
+            k.limits.remove(&dev);
+        }
+    });
+}
+
 /// The device address and size of the variable whose host shadow is `host_var`, on `dev`.
 pub(crate) fn var(host_var: usize, dev: u32) -> Result<(u64, u64), CudaError> {
     let (fatbin, name) =
@@ -184,6 +213,7 @@ pub(crate) fn forget_device(dev: u32) {
         }
         for k in r.kernels.values_mut() {
             k.on_device.remove(&dev);
+            k.limits.remove(&dev);
         }
         for v in r.vars.values_mut() {
             v.on_device.remove(&dev);

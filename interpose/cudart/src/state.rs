@@ -200,34 +200,26 @@ pub(crate) fn set_current_device(dev: u32) {
     DEVICE.with(|d| d.set(dev));
 }
 
-/// Record `e` as the thread's last error (unless success) and return it.
+/// `cudaErrorNotReady`: an answer, not a failure; libcudart does not record it as last error.
+pub(crate) const NOT_READY: CudaError = 600;
+
+/// Record `e` as the thread's last error (unless success or not-ready) and return it.
 pub(crate) fn record(e: CudaError) -> CudaError {
-    if e != SUCCESS {
+    if e != SUCCESS && e != NOT_READY {
         LAST_ERROR.with(|l| l.set(e));
     }
     e
 }
 
-/// `cudaGetLastError`: return and clear (a sticky error stays: the session is broken).
+/// `cudaGetLastError`: return and clear. As with libcudart, a sticky error is returned once
+/// here; the calls that need the broken context keep failing with it.
 pub(crate) fn take_last_error() -> CudaError {
-    let e = LAST_ERROR.with(|l| l.replace(SUCCESS));
-    if e == SUCCESS {
-        if let Some(s) = rt_if_connected().and_then(|r| r.client.sticky_error()) {
-            return cuda(s);
-        }
-    }
-    e
+    LAST_ERROR.with(|l| l.replace(SUCCESS))
 }
 
 /// `cudaPeekAtLastError`.
 pub(crate) fn peek_last_error() -> CudaError {
-    let e = LAST_ERROR.with(Cell::get);
-    if e == SUCCESS {
-        if let Some(s) = rt_if_connected().and_then(|r| r.client.sticky_error()) {
-            return cuda(s);
-        }
-    }
-    e
+    LAST_ERROR.with(Cell::get)
 }
 
 /// Run a shim body: panics become `cudaErrorUnknown`, errors are recorded as the last error.

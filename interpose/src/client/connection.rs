@@ -519,6 +519,13 @@ impl Client {
         self.call_unit(Opcode::FuncSetAttribute, req.as_bytes())
     }
 
+    /// `cuFuncSetCacheConfig`.
+    pub fn func_set_cache_config(&self, function: u64, config: i32) -> Result<(), Status> {
+        let req =
+            ops::FuncAttribute { function: U64::new(function), attribute: I32::new(config), reserved: U32::new(0) };
+        self.call_unit(Opcode::FuncSetCacheConfig, req.as_bytes())
+    }
+
     /// Blocks of `function` that fit on one multiprocessor at `block_size` threads.
     pub fn occupancy_max_active_blocks(
         &self,

@@ -122,6 +122,7 @@ driver_api! {
     func_get_param_info = "cuFuncGetParamInfo": fn(sys::CUfunction, usize, *mut usize, *mut usize);
     func_get_attribute = "cuFuncGetAttribute": fn(*mut c_int, c_int, sys::CUfunction);
     func_set_attribute = "cuFuncSetAttribute": fn(sys::CUfunction, c_int, c_int);
+    func_set_cache_config = "cuFuncSetCacheConfig": fn(sys::CUfunction, c_int);
     occupancy = "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags": fn(*mut c_int, sys::CUfunction, c_int, usize, c_uint);
     launch_kernel = "cuLaunchKernel": fn(
         sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
@@ -776,6 +777,16 @@ impl Backend for CudaBackend {
         let f = self.function(dev, function)?;
         // SAFETY: `f` is a live function; integers only.
         check(unsafe { (self.api.func_set_attribute)(f, attr, value) })
+    }
+
+    fn func_set_cache_config(&mut self, dev: u32, function: u64, config: i32) -> Res<()> {
+        self.enter(dev)?;
+        let f = self.function(dev, function)?;
+        if !(0..=3).contains(&config) {
+            return Err(Status::INVALID_VALUE);
+        }
+        // SAFETY: `f` is a live function; integers only.
+        check(unsafe { (self.api.func_set_cache_config)(f, config) })
     }
 
     fn occupancy_max_active_blocks(

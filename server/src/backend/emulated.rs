@@ -917,6 +917,16 @@ impl Backend for EmulatedBackend {
         Ok(())
     }
 
+    fn func_set_cache_config(&mut self, dev: u32, function: u64, config: i32) -> Res<()> {
+        self.enter(dev)?;
+        self.functions.get(&function).ok_or(Status::INVALID_HANDLE)?;
+        if (0..=3).contains(&config) {
+            Ok(())
+        } else {
+            Err(Status::INVALID_VALUE)
+        }
+    }
+
     fn occupancy_max_active_blocks(
         &mut self,
         dev: u32,

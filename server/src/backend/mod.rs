@@ -136,6 +136,8 @@ pub trait Backend: Send {
     fn func_get_attribute(&mut self, dev: u32, function: u64, attr: i32) -> Res<i32>;
     /// `cuFuncSetAttribute`.
     fn func_set_attribute(&mut self, dev: u32, function: u64, attr: i32, value: i32) -> Res<()>;
+    /// `cuFuncSetCacheConfig` (`CUfunc_cache`: 0 none, 1 shared, 2 L1, 3 equal).
+    fn func_set_cache_config(&mut self, dev: u32, function: u64, config: i32) -> Res<()>;
     /// `cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags`.
     fn occupancy_max_active_blocks(
         &mut self,

@@ -63,7 +63,7 @@ pub unsafe extern "C" fn cudaEventSynchronize(event: *mut c_void) -> CudaError {
 pub unsafe extern "C" fn cudaEventQuery(event: *mut c_void) -> CudaError {
     guard("cudaEventQuery", || match rt()?.client.event_query(handle(event)?).map_err(cuda)? {
         true => Ok(()),
-        false => Err(600),
+        false => Err(crate::state::NOT_READY),
     })
 }
 

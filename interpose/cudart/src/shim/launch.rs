@@ -84,8 +84,9 @@ fn check_config(dev: u32, grid: Dim3, block: Dim3) -> Result<(), CudaError> {
         || g.contains(&0)
         || threads > a(1)
         || (0..3u32).any(|i| b[i as usize] > a(2 + i) || g[i as usize] > a(5 + i));
+    // CUDA 13 reports an impossible configuration as cudaErrorInvalidValue (measured on the H200).
     if bad {
-        Err(INVALID_CONFIGURATION)
+        Err(INVALID_VALUE)
     } else {
         Ok(())
     }
@@ -106,6 +107,13 @@ fn launch(
     let dev = current_device();
     check_config(dev, grid, block)?;
     let (function, layout) = registry::kernel(host_fun, dev)?;
+    let (max_threads, max_dynamic_shared) = registry::launch_limits(host_fun, dev, function)?;
+    let threads = u64::from(block.x) * u64::from(block.y) * u64::from(block.z);
+    if threads > u64::try_from(max_threads).unwrap_or(0)
+        || shared_mem > usize::try_from(max_dynamic_shared).unwrap_or(0)
+    {
+        return Err(INVALID_VALUE);
+    }
     let total = layout.iter().map(|&(o, s)| o as usize + s as usize).max().unwrap_or(0);
     let mut params = vec![0u8; total];
     for (i, &(offset, size)) in layout.iter().enumerate() {
@@ -246,7 +254,9 @@ pub unsafe extern "C" fn cudaFuncSetAttribute(func: *const c_void, attr: i32, va
         let (f, _) = registry::kernel(func as usize, current_device())?;
         // cudaFuncAttribute values 8 and 9 are CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES and
         // PREFERRED_SHARED_MEMORY_CARVEOUT; the rest follow the same numbering.
-        rt.client.func_set_attribute(f, attr, value).map_err(cuda)
+        rt.client.func_set_attribute(f, attr, value).map_err(cuda)?;
+        registry::forget_limits(func as usize, current_device());
+        Ok(())
     })
 }
 
@@ -289,13 +299,11 @@ pub unsafe extern "C" fn cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn cudaFuncSetCacheConfig(func: *const c_void, _config: i32) -> CudaError {
-    // A preference only (ignored on Hopper by the driver as well); accepted once the function exists.
+pub unsafe extern "C" fn cudaFuncSetCacheConfig(func: *const c_void, config: i32) -> CudaError {
     guard("cudaFuncSetCacheConfig", || {
-        if registry::is_kernel(func as usize) {
-            Ok(())
-        } else {
-            Err(INVALID_DEVICE_FUNCTION)
-        }
+        let rt = rt()?;
+        let (f, _) = registry::kernel(func as usize, current_device())?;
+        // cudaFuncCache values are CUfunc_cache values.
+        rt.client.func_set_cache_config(f, config).map_err(cuda)
     })
 }

@@ -97,7 +97,7 @@ pub unsafe extern "C" fn cudaStreamQuery(stream: *mut c_void) -> CudaError {
         let rt = rt()?;
         match rt.client.stream_query(rt.stream(stream as usize)?).map_err(cuda)? {
             true => Ok(()),
-            false => Err(600),
+            false => Err(crate::state::NOT_READY),
         }
     })
 }
