@@ -36,8 +36,10 @@ impl Default for Limits {
 /// Why a session ended.
 #[derive(Debug)]
 pub enum End {
-    /// The client said Goodbye.
-    Goodbye,
+    /// The client said Goodbye; the reply (if one is wanted) is sent by the worker once the
+    /// session's resources, contexts included, are released, so that a client that waits for it
+    /// knows its GPU memory is free again.
+    Goodbye(Option<Header>),
     /// The client went away (closed, killed, network gone).
     PeerClosed,
     /// The client broke the protocol; the reason is logged.
@@ -49,7 +51,7 @@ pub enum End {
 impl std::fmt::Display for End {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            End::Goodbye => write!(f, "client said goodbye"),
+            End::Goodbye(_) => write!(f, "client said goodbye"),
             End::PeerClosed => write!(f, "client disconnected"),
             End::Protocol(why) => write!(f, "protocol violation: {why}"),
             End::Transport(e) => write!(f, "transport error: {e}"),
@@ -168,6 +170,13 @@ impl<'s> Session<'s> {
         self.stats.routed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The reply to a Goodbye (carrying any pending asynchronous error), and the link to send it
+    /// on: the session is over, its backend may be dropped before the reply goes out.
+    pub fn into_goodbye(mut self, hdr: &Header) -> (Box<dyn Link>, Header) {
+        let reply = self.proto.reply(hdr, Status::SUCCESS, 0);
+        (self.link, reply)
+    }
+
     /// Devices the session can use.
     pub fn device_count(&self) -> u32 {
         self.backend.device_count()
@@ -265,10 +274,7 @@ impl<'s> Session<'s> {
     pub(crate) fn execute(&mut self, f: Frame) -> Result<Option<End>, End> {
         let result = match f.work {
             Work::Failed(status) => Err(status),
-            Work::Goodbye => {
-                self.finish(&f.hdr, f.wants_reply, Ok(()))?;
-                return Ok(Some(End::Goodbye));
-            }
+            Work::Goodbye => return Ok(Some(End::Goodbye(f.wants_reply.then_some(f.hdr)))),
             Work::HtoD { dev, dst, stream } => {
                 let r = self.backend.memcpy_htod(dev, dst, &self.buf, stream);
                 if r.is_ok() {

@@ -23,7 +23,7 @@ use remora_transport::{fdpass, from_handoff, handshake, PollPolicy};
 use remora_wire::{Welcome, U32, U64};
 
 use crate::backend::{self, BackendKind};
-use crate::session::{Limits, Session};
+use crate::session::{End, Limits, Session};
 use crate::stats::SessionStats;
 use crate::{placement, polling};
 
@@ -127,8 +127,16 @@ fn run() -> Result<(), String> {
     let end = polling::serve(&mut session, &cores, spin, Duration::from_millis(100));
     let (n, bytes) = session.release_all();
     tracing::info!(session_id, allocations = n, bytes, "session ended: {end}; released everything");
-    drop(session);
     let reason = end.to_string().replace('\n', " ");
+    if let End::Goodbye(Some(hdr)) = end {
+        // Release the contexts too before answering, so the client's GPU memory is free when
+        // its Goodbye returns.
+        let (mut link, reply) = session.into_goodbye(&hdr);
+        drop(backend);
+        let _ = link.send(&[zerocopy::IntoBytes::as_bytes(&reply)]);
+    } else {
+        drop(session);
+    }
     let _ = send_line(&mut w, &format!("END {n} {bytes} {reason}"));
     Ok(())
 }

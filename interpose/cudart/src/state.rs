@@ -102,6 +102,14 @@ fn init_logging() {
         .try_init();
 }
 
+/// At exit: end the session cleanly, so the server has released this program's GPU memory by
+/// the time it is gone.
+extern "C" fn goodbye_at_exit() {
+    if let Some(rt) = rt_if_connected() {
+        let _ = rt.client.close_within(std::time::Duration::from_secs(5));
+    }
+}
+
 fn connect() -> Result<Runtime, CudaError> {
     init_logging();
     let token = std::env::var("REMORA_TOKEN").ok();
@@ -112,6 +120,12 @@ fn connect() -> Result<Runtime, CudaError> {
             Ok(client) => {
                 let device_count = client.device_count().map_err(errors::from_status)?;
                 tracing::debug!(%url, device_count, "remora: connected");
+                // SAFETY: registers a plain extern "C" fn with no arguments; libc keeps it.
+                if unsafe { libc::atexit(goodbye_at_exit) } != 0 {
+                    tracing::warn!(
+                        "remora: could not register the exit handler; the session ends when the process does"
+                    );
+                }
                 return Ok(Runtime {
                     client,
                     device_count,

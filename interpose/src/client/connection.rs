@@ -257,9 +257,25 @@ impl Client {
         self.call_unit(Opcode::Ping, &[])
     }
 
-    /// End the session cleanly.
+    /// End the session cleanly. The server answers once everything the session held, GPU
+    /// contexts included, is released; later calls fail with `TRANSPORT`.
     pub fn close(&self) -> Result<(), Status> {
-        self.call_unit(Opcode::Goodbye, &[])
+        let r = self.call_unit(Opcode::Goodbye, &[]);
+        let mut c = self.conn.lock();
+        c.broken.get_or_insert(Status::TRANSPORT);
+        r
+    }
+
+    /// [`Client::close`] for process exit: gives up if another thread holds the connection for
+    /// longer than `wait` (a call still in progress), and waits at most `wait` for the reply.
+    pub fn close_within(&self, wait: Duration) -> Result<(), Status> {
+        let Some(mut c) = self.conn.try_lock_for(wait) else { return Err(Status::TRANSPORT) };
+        if c.broken.is_some() {
+            return Ok(());
+        }
+        c.link.set_recv_timeout(Some(wait));
+        drop(c);
+        self.close()
     }
 
     // --- devices ---
