@@ -8,7 +8,7 @@
 use std::alloc::Layout;
 use std::ffi::c_void;
 
-use remora_interpose::cudart::types::CudaPointerAttributes;
+use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, CudaPointerAttributes};
 
 use crate::ffi;
 use crate::registry;
@@ -436,6 +436,117 @@ pub unsafe extern "C" fn cudaMemset2DAsync(
         let rt = rt()?;
         let s = rt.stream(stream as usize)?;
         memset_2d(rt, ptr, pitch, value, width, height, s, false)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMalloc3D(pitched: *mut CudaPitchedPtr, extent: CudaExtent) -> CudaError {
+    guard("cudaMalloc3D", || {
+        if pitched.is_null() {
+            return Err(INVALID_VALUE);
+        }
+        let rt = rt()?;
+        let pitch = extent.width.checked_next_multiple_of(512).ok_or(INVALID_VALUE)?.max(512);
+        let size =
+            pitch.checked_mul(extent.height).and_then(|v| v.checked_mul(extent.depth)).ok_or(MEMORY_ALLOCATION)?;
+        let dev = current_device();
+        let ptr = if size == 0 { 0 } else { rt.client.mem_alloc(dev, size as u64).map_err(cuda)? };
+        if ptr != 0 {
+            rt.allocations.lock().insert(ptr, (size as u64, dev));
+        }
+        let out = CudaPitchedPtr { ptr: ptr as *mut c_void, pitch, xsize: extent.width, ysize: extent.height };
+        // SAFETY: the caller's cudaPitchedPtr (checked non-null).
+        unsafe { ffi::put(pitched, out) }
+    })
+}
+
+/// Byte offset of `(x, y, z)` in a pitched 3D allocation.
+fn offset_3d(p: &CudaPitchedPtr, x: usize, y: usize, z: usize) -> Result<usize, CudaError> {
+    z.checked_mul(p.pitch.checked_mul(p.ysize).ok_or(INVALID_VALUE)?)
+        .and_then(|v| v.checked_add(y.checked_mul(p.pitch)?))
+        .and_then(|v| v.checked_add(x))
+        .ok_or(INVALID_VALUE)
+}
+
+fn copy_3d(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wait: bool) -> Result<(), CudaError> {
+    if !p.srcArray.is_null() || !p.dstArray.is_null() {
+        // CUDA arrays come with the advanced-features work.
+        return Err(crate::state::NOT_SUPPORTED);
+    }
+    let e = p.extent;
+    if e.width == 0 || e.height == 0 || e.depth == 0 {
+        return Ok(());
+    }
+    for z in 0..e.depth {
+        let so = offset_3d(&p.srcPtr, p.srcPos.x, p.srcPos.y, p.srcPos.z + z)?;
+        let d_o = offset_3d(&p.dstPtr, p.dstPos.x, p.dstPos.y, p.dstPos.z + z)?;
+        let src = (p.srcPtr.ptr as *const u8).wrapping_add(so) as *const c_void;
+        let dst = (p.dstPtr.ptr as *mut u8).wrapping_add(d_o) as *mut c_void;
+        copy_2d(rt, dst, p.dstPtr.pitch, src, p.srcPtr.pitch, e.width, e.height, p.kind, stream, false)?;
+    }
+    if wait {
+        rt.client.stream_synchronize(stream).map_err(cuda)?;
+    }
+    Ok(())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpy3D(p: *const CudaMemcpy3DParms) -> CudaError {
+    guard("cudaMemcpy3D", || {
+        // SAFETY: the caller's cudaMemcpy3DParms.
+        let parms = unsafe { ffi::get(p) }?;
+        copy_3d(rt()?, &parms, 0, true)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemcpy3DAsync(p: *const CudaMemcpy3DParms, stream: *mut c_void) -> CudaError {
+    guard("cudaMemcpy3DAsync", || {
+        // SAFETY: the caller's cudaMemcpy3DParms.
+        let parms = unsafe { ffi::get(p) }?;
+        let rt = rt()?;
+        let s = rt.stream(stream as usize)?;
+        copy_3d(rt, &parms, s, false)
+    })
+}
+
+fn memset_3d(
+    rt: &Runtime,
+    p: CudaPitchedPtr,
+    value: i32,
+    e: CudaExtent,
+    stream: u64,
+    wait: bool,
+) -> Result<(), CudaError> {
+    if e.width == 0 || e.height == 0 || e.depth == 0 {
+        return Ok(());
+    }
+    for z in 0..e.depth {
+        let ptr = (p.ptr as *mut u8).wrapping_add(offset_3d(&p, 0, 0, z)?) as *mut c_void;
+        memset_2d(rt, ptr, p.pitch, value, e.width, e.height, stream, false)?;
+    }
+    if wait {
+        rt.client.stream_synchronize(stream).map_err(cuda)?;
+    }
+    Ok(())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemset3D(p: CudaPitchedPtr, value: i32, extent: CudaExtent) -> CudaError {
+    guard("cudaMemset3D", || memset_3d(rt()?, p, value, extent, 0, true))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemset3DAsync(
+    p: CudaPitchedPtr,
+    value: i32,
+    extent: CudaExtent,
+    stream: *mut c_void,
+) -> CudaError {
+    guard("cudaMemset3DAsync", || {
+        let rt = rt()?;
+        let s = rt.stream(stream as usize)?;
+        memset_3d(rt, p, value, extent, s, false)
     })
 }
 

@@ -4,6 +4,8 @@
 
 use std::ffi::{c_int, c_void};
 
+use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr};
+
 use super::{event, memory, stream};
 use crate::state::{per_thread as with_per_thread_stream, CudaError};
 
@@ -32,6 +34,10 @@ per_thread!(cudaMemcpyToSymbol_ptds => memory::cudaMemcpyToSymbol, (sym: *const 
 per_thread!(cudaMemcpyFromSymbol_ptds => memory::cudaMemcpyFromSymbol, (dst: *mut c_void, sym: *const c_void, count: usize, offset: usize, kind: i32));
 per_thread!(cudaMemcpyToSymbolAsync_ptsz => memory::cudaMemcpyToSymbolAsync, (sym: *const c_void, src: *const c_void, count: usize, offset: usize, kind: i32, stream: Stream));
 per_thread!(cudaMemcpyFromSymbolAsync_ptsz => memory::cudaMemcpyFromSymbolAsync, (dst: *mut c_void, sym: *const c_void, count: usize, offset: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemcpy3D_ptds => memory::cudaMemcpy3D, (p: *const CudaMemcpy3DParms));
+per_thread!(cudaMemcpy3DAsync_ptsz => memory::cudaMemcpy3DAsync, (p: *const CudaMemcpy3DParms, stream: Stream));
+per_thread!(cudaMemset3D_ptds => memory::cudaMemset3D, (p: CudaPitchedPtr, value: i32, extent: CudaExtent));
+per_thread!(cudaMemset3DAsync_ptsz => memory::cudaMemset3DAsync, (p: CudaPitchedPtr, value: i32, extent: CudaExtent, stream: Stream));
 per_thread!(cudaStreamSynchronize_ptsz => stream::cudaStreamSynchronize, (stream: Stream));
 per_thread!(cudaStreamQuery_ptsz => stream::cudaStreamQuery, (stream: Stream));
 per_thread!(cudaStreamWaitEvent_ptsz => stream::cudaStreamWaitEvent, (stream: Stream, event: *mut c_void, flags: u32));
