@@ -244,6 +244,8 @@ impl<'s> Session<'s> {
                 | Opcode::DeviceSynchronize
                 | Opcode::DeviceReset
                 | Opcode::DeviceCanAccessPeer
+                | Opcode::CtxGetLimit
+                | Opcode::CtxSetLimit
                 | Opcode::MemAlloc
                 | Opcode::StreamCreate
                 | Opcode::EventCreate => first_u32(),
@@ -473,6 +475,18 @@ impl<'s> Session<'s> {
                 let dev = self.check_dev(o.device.get())?;
                 self.release_device(dev);
                 Ok(())
+            }
+            Opcode::CtxGetLimit => {
+                let o: ops::Limit = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let v = self.backend.ctx_get_limit(dev, o.limit.get())?;
+                self.put(&ops::LimitReply { value: U64::new(v) });
+                Ok(())
+            }
+            Opcode::CtxSetLimit => {
+                let o: ops::Limit = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                self.backend.ctx_set_limit(dev, o.limit.get(), o.value.get())
             }
             Opcode::DeviceCanAccessPeer => {
                 let o: ops::DevicePair = op(p)?;

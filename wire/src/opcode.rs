@@ -66,6 +66,10 @@ opcodes! {
     DeviceReset = 0x0016,
     /// [`crate::ops::DevicePair`] → [`crate::ops::I32Reply`]: can `device` access `peer`'s memory.
     DeviceCanAccessPeer = 0x0017,
+    /// [`crate::ops::Limit`] (`value` ignored) → [`crate::ops::LimitReply`]: `cuCtxGetLimit`.
+    CtxGetLimit = 0x0018,
+    /// [`crate::ops::Limit`] → empty: `cuCtxSetLimit`.
+    CtxSetLimit = 0x0019,
     // --- memory (0x002x) ---
     /// [`crate::ops::MemAlloc`] → [`crate::ops::PtrReply`].
     MemAlloc = 0x0020,

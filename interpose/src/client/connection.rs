@@ -323,6 +323,18 @@ impl Client {
         self.call::<ops::I32Reply>(Opcode::DeviceCanAccessPeer, req.as_bytes(), &[]).map(|r| r.value.get() != 0)
     }
 
+    /// A context limit (`CUlimit`) of a device.
+    pub fn ctx_get_limit(&self, dev: u32, limit: u32) -> Result<u64, Status> {
+        let req = ops::Limit { device: U32::new(dev), limit: U32::new(limit), value: U64::new(0) };
+        self.call::<ops::LimitReply>(Opcode::CtxGetLimit, req.as_bytes(), &[]).map(|r| r.value.get())
+    }
+
+    /// Set a context limit (`CUlimit`) of a device.
+    pub fn ctx_set_limit(&self, dev: u32, limit: u32, value: u64) -> Result<(), Status> {
+        let req = ops::Limit { device: U32::new(dev), limit: U32::new(limit), value: U64::new(value) };
+        self.call_unit(Opcode::CtxSetLimit, req.as_bytes())
+    }
+
     // --- memory ---
 
     /// Allocate device memory.

@@ -123,6 +123,8 @@ driver_api! {
     func_get_attribute = "cuFuncGetAttribute": fn(*mut c_int, c_int, sys::CUfunction);
     func_set_attribute = "cuFuncSetAttribute": fn(sys::CUfunction, c_int, c_int);
     func_set_cache_config = "cuFuncSetCacheConfig": fn(sys::CUfunction, c_int);
+    ctx_get_limit = "cuCtxGetLimit": fn(*mut usize, c_int);
+    ctx_set_limit = "cuCtxSetLimit": fn(c_int, usize);
     occupancy = "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags": fn(*mut c_int, sys::CUfunction, c_int, usize, c_uint);
     launch_kernel = "cuLaunchKernel": fn(
         sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
@@ -777,6 +779,23 @@ impl Backend for CudaBackend {
         let f = self.function(dev, function)?;
         // SAFETY: `f` is a live function; integers only.
         check(unsafe { (self.api.func_set_attribute)(f, attr, value) })
+    }
+
+    fn ctx_get_limit(&mut self, dev: u32, limit: u32) -> Res<u64> {
+        self.enter(dev)?;
+        let l = c_int::try_from(limit).map_err(|_| Status::INVALID_VALUE)?;
+        let mut v: usize = 0;
+        // SAFETY: the device's context is current; `v` is a local out-parameter.
+        check(unsafe { (self.api.ctx_get_limit)(&mut v, l) })?;
+        Ok(v as u64)
+    }
+
+    fn ctx_set_limit(&mut self, dev: u32, limit: u32, value: u64) -> Res<()> {
+        self.enter(dev)?;
+        let l = c_int::try_from(limit).map_err(|_| Status::INVALID_VALUE)?;
+        let v = usize::try_from(value).map_err(|_| Status::INVALID_VALUE)?;
+        // SAFETY: the device's context is current; integers only.
+        check(unsafe { (self.api.ctx_set_limit)(l, v) })
     }
 
     fn func_set_cache_config(&mut self, dev: u32, function: u64, config: i32) -> Res<()> {

@@ -376,7 +376,13 @@ pub struct EmulatedBackend {
     next_handle: u64,
     /// The sticky fault, once a kernel has faulted.
     poisoned: Option<Status>,
+    /// `CUlimit` values (one table for every device).
+    limits: Vec<u64>,
 }
+
+/// An sm_90 context's default `CUlimit` values: stack size, printf FIFO, malloc heap, device
+/// runtime sync depth, pending launches, max L2 fetch granularity, persisting L2 size.
+const DEFAULT_LIMITS: [u64; 7] = [1024, 1 << 20, 8 << 20, 2, 2048, 32, 0];
 
 impl EmulatedBackend {
     /// An emulated backend with `devices` devices of [`DEVICE_MEMORY`] bytes each.
@@ -403,6 +409,7 @@ impl EmulatedBackend {
             functions: HashMap::new(),
             next_handle: HANDLE_BASE,
             poisoned: None,
+            limits: DEFAULT_LIMITS.to_vec(),
         }
     }
 
@@ -914,6 +921,18 @@ impl Backend for EmulatedBackend {
             (14, 0..=1) | (15, 0..=2) => {}
             _ => return Err(Status::INVALID_VALUE),
         }
+        Ok(())
+    }
+
+    fn ctx_get_limit(&mut self, dev: u32, limit: u32) -> Res<u64> {
+        self.enter(dev)?;
+        self.limits.get(limit as usize).copied().ok_or(Status::INVALID_VALUE)
+    }
+
+    fn ctx_set_limit(&mut self, dev: u32, limit: u32, value: u64) -> Res<()> {
+        self.enter(dev)?;
+        let slot = self.limits.get_mut(limit as usize).ok_or(Status::INVALID_VALUE)?;
+        *slot = value;
         Ok(())
     }
 

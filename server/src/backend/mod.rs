@@ -82,6 +82,10 @@ pub trait Backend: Send {
     fn device_synchronize(&mut self, dev: u32) -> Res<()>;
     /// `cuDeviceCanAccessPeer`.
     fn can_access_peer(&mut self, dev: u32, peer: u32) -> Res<bool>;
+    /// `cuCtxGetLimit`.
+    fn ctx_get_limit(&mut self, dev: u32, limit: u32) -> Res<u64>;
+    /// `cuCtxSetLimit`.
+    fn ctx_set_limit(&mut self, dev: u32, limit: u32, value: u64) -> Res<()>;
     /// The PCI bus id (`0000:3b:00.0`), for placement; `None` where there is none.
     fn pci_bus_id(&mut self, dev: u32) -> Option<String>;
 

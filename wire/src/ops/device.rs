@@ -59,6 +59,22 @@ wire_structs! {
         pub attributes: [I32; DEVICE_ATTRIBUTE_SLOTS],
     }
 
+    /// `cuCtxGetLimit` / `cuCtxSetLimit` on a device's context.
+    pub struct Limit {
+        /// Device ordinal.
+        pub device: U32,
+        /// `CUlimit`.
+        pub limit: U32,
+        /// New value (set only).
+        pub value: U64,
+    }
+
+    /// Reply: a limit's value.
+    pub struct LimitReply {
+        /// Value.
+        pub value: U64,
+    }
+
     /// Reply: `cuMemGetInfo`.
     pub struct MemInfoReply {
         /// Free bytes.

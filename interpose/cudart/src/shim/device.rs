@@ -175,6 +175,25 @@ pub unsafe extern "C" fn cudaGetDeviceFlags(flags: *mut u32) -> CudaError {
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn cudaDeviceGetLimit(value: *mut usize, limit: c_int) -> CudaError {
+    guard("cudaDeviceGetLimit", || {
+        // cudaLimit values are CUlimit values.
+        let l = u32::try_from(limit).map_err(|_| INVALID_VALUE)?;
+        let v = rt()?.client.ctx_get_limit(current_device(), l).map_err(cuda)?;
+        // SAFETY: the caller's size_t.
+        unsafe { ffi::put(value, usize::try_from(v).unwrap_or(usize::MAX)) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaDeviceSetLimit(limit: c_int, value: usize) -> CudaError {
+    guard("cudaDeviceSetLimit", || {
+        let l = u32::try_from(limit).map_err(|_| INVALID_VALUE)?;
+        rt()?.client.ctx_set_limit(current_device(), l, value as u64).map_err(cuda)
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn cudaDeviceCanAccessPeer(can: *mut c_int, device: c_int, peer: c_int) -> CudaError {
     guard("cudaDeviceCanAccessPeer", || {
         let (d, p) = (device_arg(device)?, device_arg(peer)?);
