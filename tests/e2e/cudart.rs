@@ -21,10 +21,19 @@ fn library() -> PathBuf {
     lib
 }
 
+/// A folder of one test's own (tests run in parallel), removed when dropped.
+struct TestDir(PathBuf);
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A folder with `libcudart.so.13` → the built library, and the test program linked against it.
-fn build_program(name: &str) -> (PathBuf, PathBuf) {
+fn build_program(name: &str, test: &str) -> (TestDir, PathBuf) {
     let lib = library();
-    let dir = std::env::temp_dir().join(format!("remora-cdylib-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("remora-cdylib-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let link = dir.join("libcudart.so.13");
     let _ = std::fs::remove_file(&link);
@@ -41,7 +50,7 @@ fn build_program(name: &str) -> (PathBuf, PathBuf) {
         .output()
         .expect("gcc runs");
     assert!(out.status.success(), "gcc failed: {}", String::from_utf8_lossy(&out.stderr));
-    (dir, exe)
+    (TestDir(dir), exe)
 }
 
 #[test]
@@ -60,11 +69,14 @@ fn exports_carry_nvidia_versions_and_soname() {
 
 #[test]
 fn c_program_runs_through_the_library() {
-    let (dir, exe) = build_program("runtime_basics");
+    let (dir, exe) = build_program("runtime_basics", "through-library");
     let sup = start_server(&helper(), "cdylib", |_| {});
     for url in urls(&sup) {
-        let out =
-            Command::new(&exe).env("LD_LIBRARY_PATH", &dir).env("REMORA_SERVER", &url).output().expect("program runs");
+        let out = Command::new(&exe)
+            .env("LD_LIBRARY_PATH", &dir.0)
+            .env("REMORA_SERVER", &url)
+            .output()
+            .expect("program runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{url}: program failed\n{stdout}\n{stderr}");
@@ -91,9 +103,9 @@ fn c_program_runs_through_the_library() {
 
 #[test]
 fn unreachable_server_is_no_device_with_one_clear_line() {
-    let (dir, exe) = build_program("runtime_basics");
+    let (dir, exe) = build_program("runtime_basics", "unreachable");
     let out = Command::new(&exe)
-        .env("LD_LIBRARY_PATH", &dir)
+        .env("LD_LIBRARY_PATH", &dir.0)
         .env("REMORA_SERVER", "tcp://127.0.0.1:1")
         .output()
         .expect("program runs");
