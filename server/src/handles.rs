@@ -75,6 +75,22 @@ impl<T> Slab<T> {
         out
     }
 
+    /// Remove (and return) the values `remove` selects; the others keep their handles.
+    pub fn extract_if(&mut self, mut remove: impl FnMut(&T) -> bool) -> Vec<T> {
+        let mut out = Vec::new();
+        for (i, (g, v)) in self.slots.iter_mut().enumerate() {
+            if v.as_ref().is_some_and(&mut remove) {
+                if let Some(v) = v.take() {
+                    *g = g.wrapping_add(1).max(1);
+                    self.free.push(u32::try_from(i).unwrap_or(u32::MAX));
+                    self.live -= 1;
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
     /// Number of live values.
     pub fn len(&self) -> usize {
         self.live
@@ -179,6 +195,25 @@ impl Ranges {
         (self.allocs, self.alloc_bytes)
     }
 
+    /// Remove what lives on `dev`; return its allocations (its globals are dropped too).
+    pub fn remove_device(&mut self, dev: u32) -> Vec<(u64, Range)> {
+        let mut out = Vec::new();
+        self.map.retain(|&base, r| {
+            if r.dev != dev {
+                return true;
+            }
+            if r.kind == RangeKind::Allocation {
+                out.push((base, *r));
+            }
+            false
+        });
+        for (_, r) in &out {
+            self.alloc_bytes -= r.size;
+            self.allocs -= 1;
+        }
+        out
+    }
+
     /// Remove and return every allocation (globals are dropped too).
     pub fn drain_allocations(&mut self) -> Vec<(u64, Range)> {
         let all = std::mem::take(&mut self.map);
@@ -207,7 +242,12 @@ mod tests {
         assert_eq!(s.get(0), Err(Status::INVALID_HANDLE));
         assert_eq!(s.get(u64::MAX), Err(Status::INVALID_HANDLE));
         assert_eq!(s.len(), 1);
-        assert_eq!(s.drain(), vec!["b"]);
+        let c = s.insert("c");
+        assert_eq!(s.extract_if(|v| *v == "b"), vec!["b"]);
+        assert_eq!(s.get(c), Ok(&"c"), "survivors keep their handles");
+        assert_eq!(s.get(b), Err(Status::INVALID_HANDLE));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.drain(), vec!["c"]);
         assert!(s.is_empty());
     }
 
@@ -229,5 +269,12 @@ mod tests {
         assert_eq!(r.check(0x2004, 4), Err(Status::OUT_OF_RANGE));
         assert!(r.remove_allocation(0x1000).is_ok());
         assert_eq!(r.allocation_totals(), (0, 0));
+        r.insert(0x3000, Range { dev: 0, size: 0x10, kind: RangeKind::Allocation });
+        r.insert(0x4000, Range { dev: 1, size: 0x20, kind: RangeKind::Allocation });
+        r.insert(0x5000, Range { dev: 0, size: 0x8, kind: RangeKind::Global { module: 9 } });
+        assert_eq!(r.remove_device(0), vec![(0x3000, Range { dev: 0, size: 0x10, kind: RangeKind::Allocation })]);
+        assert_eq!(r.check(0x5000, 1), Err(Status::OUT_OF_RANGE), "device 0's globals went too");
+        assert_eq!(r.check(0x4000, 0x20), Ok((1, 0x4000)), "device 1 untouched");
+        assert_eq!(r.allocation_totals(), (1, 0x20));
     }
 }

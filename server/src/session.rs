@@ -723,12 +723,7 @@ impl<'s> Session<'s> {
     }
 
     fn drop_functions_of(&mut self, module: u64) {
-        let all = self.functions.drain();
-        for f in all {
-            if f.module != module {
-                self.functions.insert(f);
-            }
-        }
+        self.functions.extract_if(|f| f.module == module);
     }
 
     fn publish_totals(&self) {
@@ -739,40 +734,19 @@ impl<'s> Session<'s> {
 
     fn release_device(&mut self, dev: u32) {
         let _ = self.backend.device_synchronize(dev);
-        for e in self.events.drain() {
-            if e.dev == dev {
-                let _ = self.backend.event_destroy(e.dev, e.raw);
-            } else {
-                self.events.insert(e);
-            }
+        // Everything else keeps its handle: the client may still hold them.
+        for e in self.events.extract_if(|e| e.dev == dev) {
+            let _ = self.backend.event_destroy(e.dev, e.raw);
         }
-        for s in self.streams.drain() {
-            if s.dev == dev {
-                let _ = self.backend.stream_destroy(s.dev, s.raw);
-            } else {
-                self.streams.insert(s);
-            }
+        for s in self.streams.extract_if(|s| s.dev == dev) {
+            let _ = self.backend.stream_destroy(s.dev, s.raw);
         }
-        let mods: Vec<(u64, Owned)> = Vec::new();
-        let _ = mods;
-        for m in self.modules.drain() {
-            if m.dev == dev {
-                let _ = self.backend.module_unload(m.dev, m.raw);
-            } else {
-                self.modules.insert(m);
-            }
+        self.functions.extract_if(|f| f.dev == dev);
+        for m in self.modules.extract_if(|m| m.dev == dev) {
+            let _ = self.backend.module_unload(m.dev, m.raw);
         }
-        for f in self.functions.drain() {
-            if f.dev != dev {
-                self.functions.insert(f);
-            }
-        }
-        for (base, r) in self.ranges.drain_allocations() {
-            if r.dev == dev {
-                let _ = self.backend.mem_free(r.dev, base);
-            } else {
-                self.ranges.insert(base, r);
-            }
+        for (base, r) in self.ranges.remove_device(dev) {
+            let _ = self.backend.mem_free(r.dev, base);
         }
         self.publish_totals();
     }

@@ -124,6 +124,36 @@ fn bad_arguments_get_errors_and_the_session_goes_on() {
 }
 
 #[test]
+fn unloading_one_module_keeps_every_other_handle() {
+    let sup = start_server(&helper(), "handles", |_| {});
+    for url in urls(&sup) {
+        let c = Client::connect(&url, None).unwrap();
+        let m1 = c.module_load(0, DEMO_PTX.as_bytes(), ImageKind::Ptx).unwrap();
+        let m2 = c.module_load(0, DEMO_PTX.as_bytes(), ImageKind::Ptx).unwrap();
+        let f1 = c.module_get_function(m1, "remora_fill_u32").unwrap();
+        let f2 = c.module_get_function(m2, "remora_fill_u32").unwrap();
+        let s = c.stream_create(0, 0, 0).unwrap();
+        let e = c.event_create(0, 0).unwrap();
+        c.module_unload(m2).unwrap();
+        assert_eq!(c.func_get_attribute(f2, 0), Err(Status::INVALID_HANDLE), "the unloaded module's function is gone");
+        assert!(c.func_get_attribute(f1, 0).unwrap() > 0, "the other module's function keeps its handle");
+        let p = c.mem_alloc(0, 4 * 1024).unwrap();
+        let params = pack_params(
+            &c.func_param_info(f1).unwrap(),
+            &[&p.to_le_bytes(), &7u32.to_le_bytes(), &1024u64.to_le_bytes()],
+        )
+        .unwrap();
+        c.launch(f1, LaunchDims { grid: [4, 1, 1], block: [256, 1, 1], shared_mem: 0 }, s, &params).unwrap();
+        c.event_record(e, s).unwrap();
+        c.event_synchronize(e).unwrap();
+        let mut out = vec![0u32; 1024];
+        c.memcpy_dtoh(out.as_mut_bytes(), p).unwrap();
+        assert!(out.iter().enumerate().all(|(i, &v)| v == 7 + i as u32));
+        c.close().unwrap();
+    }
+}
+
+#[test]
 fn many_threads_share_one_client() {
     let sup = start_server(&helper(), "threads", |_| {});
     let url = urls(&sup)[0].clone();
