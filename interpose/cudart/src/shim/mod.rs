@@ -10,6 +10,7 @@ mod error;
 mod event;
 mod launch;
 mod memory;
+mod mempool;
 mod per_thread;
 mod register;
 mod stream;

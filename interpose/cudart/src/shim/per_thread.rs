@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_void};
 
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr};
 
-use super::{event, memory, stream};
+use super::{event, memory, mempool, stream};
 use crate::state::{per_thread as with_per_thread_stream, CudaError};
 
 /// `per_thread!(export => base(args))`: an export that runs `base` with the per-thread stream.
@@ -38,6 +38,9 @@ per_thread!(cudaMemcpy3D_ptds => memory::cudaMemcpy3D, (p: *const CudaMemcpy3DPa
 per_thread!(cudaMemcpy3DAsync_ptsz => memory::cudaMemcpy3DAsync, (p: *const CudaMemcpy3DParms, stream: Stream));
 per_thread!(cudaMemset3D_ptds => memory::cudaMemset3D, (p: CudaPitchedPtr, value: i32, extent: CudaExtent));
 per_thread!(cudaMemset3DAsync_ptsz => memory::cudaMemset3DAsync, (p: CudaPitchedPtr, value: i32, extent: CudaExtent, stream: Stream));
+per_thread!(cudaMallocAsync_ptsz => mempool::cudaMallocAsync, (ptr: *mut *mut c_void, size: usize, stream: Stream));
+per_thread!(cudaMallocFromPoolAsync_ptsz => mempool::cudaMallocFromPoolAsync, (ptr: *mut *mut c_void, size: usize, pool: *mut c_void, stream: Stream));
+per_thread!(cudaFreeAsync_ptsz => mempool::cudaFreeAsync, (ptr: *mut c_void, stream: Stream));
 per_thread!(cudaStreamSynchronize_ptsz => stream::cudaStreamSynchronize, (stream: Stream));
 per_thread!(cudaStreamQuery_ptsz => stream::cudaStreamQuery, (stream: Stream));
 per_thread!(cudaStreamWaitEvent_ptsz => stream::cudaStreamWaitEvent, (stream: Stream, event: *mut c_void, flags: u32));
