@@ -1,6 +1,6 @@
 //! Kernel launch: the CUDA 13 `<<<>>>` path (`__cudaPushCallConfiguration`,
 //! `__cudaPopCallConfiguration`, `__cudaGetKernel`, `__cudaLaunchKernel`), `cudaLaunchKernel`,
-//! their per-thread-stream variants, and function attributes.
+//! cooperative launch, and function attributes (per-thread-stream variants: `per_thread.rs`).
 //!
 //! Launches are fire-and-forget: the kernel's parameters are packed at the offsets of its
 //! parameter table and sent; a failure surfaces at the next synchronising call, as on a local
@@ -100,7 +100,6 @@ fn launch(
     args: *mut *mut c_void,
     shared_mem: usize,
     stream: usize,
-    per_thread: bool,
     cooperative: bool,
 ) -> Result<(), CudaError> {
     let rt = rt()?;
@@ -123,7 +122,7 @@ fn launch(
         let value = unsafe { ffi::bytes(arg as *const u8, size as usize) }?;
         params[offset as usize..offset as usize + size as usize].copy_from_slice(value);
     }
-    let s = rt.stream(if per_thread && stream == 0 { 2 } else { stream })?;
+    let s = rt.stream(stream)?;
     let dims = LaunchDims {
         grid: [grid.x, grid.y, grid.z],
         block: [block.x, block.y, block.z],
@@ -145,23 +144,7 @@ pub unsafe extern "C" fn __cudaLaunchKernel(
     shared_mem: usize,
     stream: *mut c_void,
 ) -> CudaError {
-    guard("__cudaLaunchKernel", || {
-        launch(kernel as usize, grid, block, args, shared_mem, stream as usize, false, false)
-    })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn __cudaLaunchKernel_ptsz(
-    kernel: *const c_void,
-    grid: Dim3,
-    block: Dim3,
-    args: *mut *mut c_void,
-    shared_mem: usize,
-    stream: *mut c_void,
-) -> CudaError {
-    guard("__cudaLaunchKernel_ptsz", || {
-        launch(kernel as usize, grid, block, args, shared_mem, stream as usize, true, false)
-    })
+    guard("__cudaLaunchKernel", || launch(kernel as usize, grid, block, args, shared_mem, stream as usize, false))
 }
 
 #[no_mangle]
@@ -173,21 +156,7 @@ pub unsafe extern "C" fn cudaLaunchKernel(
     shared_mem: usize,
     stream: *mut c_void,
 ) -> CudaError {
-    guard("cudaLaunchKernel", || launch(func as usize, grid, block, args, shared_mem, stream as usize, false, false))
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cudaLaunchKernel_ptsz(
-    func: *const c_void,
-    grid: Dim3,
-    block: Dim3,
-    args: *mut *mut c_void,
-    shared_mem: usize,
-    stream: *mut c_void,
-) -> CudaError {
-    guard("cudaLaunchKernel_ptsz", || {
-        launch(func as usize, grid, block, args, shared_mem, stream as usize, true, false)
-    })
+    guard("cudaLaunchKernel", || launch(func as usize, grid, block, args, shared_mem, stream as usize, false))
 }
 
 #[no_mangle]
@@ -199,23 +168,7 @@ pub unsafe extern "C" fn cudaLaunchCooperativeKernel(
     shared_mem: usize,
     stream: *mut c_void,
 ) -> CudaError {
-    guard("cudaLaunchCooperativeKernel", || {
-        launch(func as usize, grid, block, args, shared_mem, stream as usize, false, true)
-    })
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn cudaLaunchCooperativeKernel_ptsz(
-    func: *const c_void,
-    grid: Dim3,
-    block: Dim3,
-    args: *mut *mut c_void,
-    shared_mem: usize,
-    stream: *mut c_void,
-) -> CudaError {
-    guard("cudaLaunchCooperativeKernel_ptsz", || {
-        launch(func as usize, grid, block, args, shared_mem, stream as usize, true, true)
-    })
+    guard("cudaLaunchCooperativeKernel", || launch(func as usize, grid, block, args, shared_mem, stream as usize, true))
 }
 
 /// `CUfunction_attribute` values, in `cudaFuncAttributes` order.

@@ -4,9 +4,9 @@
 
 use std::ffi::{c_int, c_void};
 
-use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr};
+use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, Dim3};
 
-use super::{event, memory, mempool, stream};
+use super::{event, launch, memory, mempool, stream};
 use crate::state::{per_thread as with_per_thread_stream, CudaError};
 
 /// `per_thread!(export => base(args))`: an export that runs `base` with the per-thread stream.
@@ -22,6 +22,9 @@ macro_rules! per_thread {
 
 type Stream = *mut c_void;
 
+per_thread!(__cudaLaunchKernel_ptsz => launch::__cudaLaunchKernel, (kernel: *const c_void, grid: Dim3, block: Dim3, args: *mut *mut c_void, shared_mem: usize, stream: Stream));
+per_thread!(cudaLaunchKernel_ptsz => launch::cudaLaunchKernel, (func: *const c_void, grid: Dim3, block: Dim3, args: *mut *mut c_void, shared_mem: usize, stream: Stream));
+per_thread!(cudaLaunchCooperativeKernel_ptsz => launch::cudaLaunchCooperativeKernel, (func: *const c_void, grid: Dim3, block: Dim3, args: *mut *mut c_void, shared_mem: usize, stream: Stream));
 per_thread!(cudaMemcpy_ptds => memory::cudaMemcpy, (dst: *mut c_void, src: *const c_void, count: usize, kind: i32));
 per_thread!(cudaMemcpyAsync_ptsz => memory::cudaMemcpyAsync, (dst: *mut c_void, src: *const c_void, count: usize, kind: i32, stream: Stream));
 per_thread!(cudaMemset_ptds => memory::cudaMemset, (ptr: *mut c_void, value: i32, count: usize));
