@@ -17,6 +17,7 @@
 
 pub mod backend;
 pub mod handles;
+pub mod output;
 pub mod placement;
 pub mod polling;
 pub mod session;

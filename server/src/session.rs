@@ -12,6 +12,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::backend::{Backend, LaunchConfig, RawStream};
 use crate::handles::{Range, RangeKind, Ranges, Slab};
+use crate::output::OutputCapture;
 use crate::stats::SessionStats;
 
 /// Per-session limits.
@@ -96,6 +97,8 @@ pub struct Session<'s> {
     functions: Slab<Function>,
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// The worker's captured stdout (device `printf`), sent with replies.
+    output: Option<OutputCapture>,
 }
 
 impl std::fmt::Debug for Session<'_> {
@@ -132,6 +135,48 @@ enum Work {
     Goodbye,
 }
 
+/// Whether CUDA flushes device `printf` output during `op` (the points the CUDA programming
+/// guide lists: synchronisation, blocking copies, module load/unload, launch, context
+/// destruction; plus a free, which synchronises). Its reply waits for a full drain of the
+/// capture (a flush and a system call); other replies carry only what the collector already
+/// has, which costs one atomic load when there is nothing.
+fn flushes_device_output(op: Opcode) -> bool {
+    matches!(
+        op,
+        Opcode::DeviceSynchronize
+            | Opcode::DeviceReset
+            | Opcode::StreamSynchronize
+            | Opcode::EventSynchronize
+            | Opcode::MemcpyDtoH
+            | Opcode::MemcpyHtoD
+            | Opcode::MemcpyDtoD
+            | Opcode::Memset
+            | Opcode::MemFree
+            | Opcode::ModuleLoad
+            | Opcode::ModuleUnload
+            | Opcode::Launch
+            | Opcode::Goodbye
+    )
+}
+
+/// Send `reply` with its `body`, and `output` (captured device `printf` output) ahead of the
+/// body under [`remora_wire::Flags::OUTPUT`] when there is any. One vectored send.
+pub fn send_reply(
+    link: &mut dyn Link,
+    mut reply: Header,
+    output: &[u8],
+    body: &[u8],
+) -> Result<(), remora_transport::Error> {
+    if output.is_empty() {
+        return link.send(&[reply.as_bytes(), body]);
+    }
+    // The capture keeps at most 64 MiB between drains, far below u32::MAX; cut defensively.
+    let n = u32::try_from(output.len()).unwrap_or(u32::MAX);
+    let output = &output[..n as usize];
+    let prefix = reply.attach_output(n);
+    link.send(&[reply.as_bytes(), &prefix, output, body])
+}
+
 fn op<T: FromBytes + KnownLayout + Immutable + Copy>(payload: &[u8]) -> Result<T, Status> {
     remora_wire::read::<T>(payload).map_err(|_| Status::PROTOCOL)
 }
@@ -157,7 +202,14 @@ impl<'s> Session<'s> {
             functions: Slab::default(),
             buf: Vec::new(),
             out: Vec::new(),
+            output: None,
         }
+    }
+
+    /// Send what `capture` collects (the worker's stdout: device `printf` output) with the
+    /// replies, for the client to print. See [`send_reply`].
+    pub fn set_output_capture(&mut self, capture: OutputCapture) {
+        self.output = Some(capture);
     }
 
     /// The link.
@@ -170,11 +222,12 @@ impl<'s> Session<'s> {
         self.stats.routed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The reply to a Goodbye (carrying any pending asynchronous error), and the link to send it
-    /// on: the session is over, its backend may be dropped before the reply goes out.
-    pub fn into_goodbye(mut self, hdr: &Header) -> (Box<dyn Link>, Header) {
+    /// The reply to a Goodbye (carrying any pending asynchronous error), the link to send it
+    /// on and the output capture: the session is over, its backend may be dropped before the
+    /// reply goes out (drain the capture after that, and send with [`send_reply`]).
+    pub fn into_goodbye(mut self, hdr: &Header) -> (Box<dyn Link>, Header, Option<OutputCapture>) {
         let reply = self.proto.reply(hdr, Status::SUCCESS, 0);
-        (self.link, reply)
+        (self.link, reply, self.output)
     }
 
     /// Devices the session can use.
@@ -329,9 +382,17 @@ impl<'s> Session<'s> {
             self.out.clear();
             return Ok(());
         }
+        let mut output = Vec::new();
+        if let Some(capture) = &mut self.output {
+            if hdr.opcode().is_ok_and(flushes_device_output) {
+                capture.drain(&mut output);
+            } else {
+                capture.take_collected(&mut output);
+            }
+        }
         let body: &[u8] = if status.is_ok() { &self.out } else { &[] };
         let reply = self.proto.reply(hdr, status, body.len() as u64);
-        let r = self.link.send(&[reply.as_bytes(), body]);
+        let r = send_reply(&mut *self.link, reply, &output, body);
         self.out.clear();
         r.map_err(End::from)
     }
@@ -780,5 +841,94 @@ impl<'s> Session<'s> {
         }
         self.publish_totals();
         (n, bytes)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use remora_transport::{connect, listen, Endpoint};
+    use remora_wire::{Flags, OUTPUT_PREFIX_LEN};
+
+    use super::*;
+    use crate::backend::emulated::EmulatedBackend;
+    use crate::output::MAX_PENDING;
+
+    fn pair() -> (Box<dyn Link>, Box<dyn Link>) {
+        let mut l = listen(&Endpoint::Tcp("127.0.0.1:0".into())).unwrap();
+        let ep = l.local_endpoint();
+        std::thread::scope(|s| {
+            let server = s.spawn(|| l.accept().unwrap());
+            let client = connect(&ep).unwrap();
+            (client, server.join().unwrap())
+        })
+    }
+
+    /// Send `opcode` with `payload`, run it through the session, return the reply's header,
+    /// output block (if any) and body.
+    fn round_trip(
+        s: &mut Session<'_>,
+        client: &mut dyn Link,
+        opcode: Opcode,
+        payload: &[u8],
+    ) -> (Header, Vec<u8>, Vec<u8>) {
+        let req = Header::request(opcode, 1, payload.len() as u64);
+        client.send(&[req.as_bytes(), payload]).unwrap();
+        let f = s.read_frame().unwrap();
+        assert!(s.execute(f).unwrap().is_none());
+        let hdr = recv_header(client).unwrap();
+        let mut rest = vec![0u8; hdr.payload_len()];
+        client.recv_exact(&mut rest).unwrap();
+        if !hdr.flags().contains(Flags::OUTPUT) {
+            return (hdr, Vec::new(), rest);
+        }
+        let (prefix, rest) = rest.split_at(OUTPUT_PREFIX_LEN);
+        let n = u32::from_le_bytes(prefix.try_into().unwrap()) as usize;
+        (hdr, rest[..n].to_vec(), rest[n..].to_vec())
+    }
+
+    #[test]
+    fn replies_carry_captured_output() {
+        // A spare descriptor stands for the worker's stdout (the test harness keeps its own).
+        let fake_stdout: OwnedFd = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap().into();
+        let mut backend = EmulatedBackend::new(1);
+        let stats = SessionStats::default();
+        let (mut client, server) = pair();
+        let mut s = Session::new(&mut backend, server, Limits::default(), &stats);
+        s.set_output_capture(OutputCapture::redirect(fake_stdout.as_raw_fd(), MAX_PENDING).unwrap());
+        let print = |b: &[u8]| {
+            // SAFETY: `b` is valid for reads of its length; the descriptor is open.
+            let n = unsafe { libc::write(fake_stdout.as_raw_fd(), b.as_ptr().cast(), b.len()) };
+            assert_eq!(usize::try_from(n).unwrap(), b.len());
+        };
+        let dev0 = ops::DeviceRef { device: U32::new(0) };
+
+        let (hdr, output, body) = round_trip(&mut s, &mut *client, Opcode::DeviceSynchronize, dev0.as_bytes());
+        assert!(!hdr.flags().contains(Flags::OUTPUT), "no output, no block");
+        assert!(output.is_empty() && body.is_empty());
+
+        // A synchronising reply drains everything printed so far.
+        print(b"device: hello 42\n");
+        let (hdr, output, body) = round_trip(&mut s, &mut *client, Opcode::DeviceSynchronize, dev0.as_bytes());
+        assert_eq!(hdr.status(), Status::SUCCESS);
+        assert_eq!(hdr.payload_len(), OUTPUT_PREFIX_LEN + 17);
+        assert_eq!(output, b"device: hello 42\n");
+        assert!(body.is_empty());
+
+        // Any reply carries what the collector already has, ahead of its own body.
+        print(b"at launch\n");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (_, output, body) = round_trip(&mut s, &mut *client, Opcode::DeviceGetCount, &[]);
+            assert_eq!(remora_wire::read::<ops::DeviceCountReply>(&body).unwrap().count.get(), 1);
+            if !output.is_empty() {
+                assert_eq!(output, b"at launch\n");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "collected output never sent");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }

@@ -3,9 +3,10 @@
 //! Started by the supervisor before any client arrives (a pool), it opens the backend (on CUDA:
 //! retains every device's primary context), connects to the supervisor's private control socket
 //! and reports `READY`. When a session is assigned it receives the client connection's file
-//! descriptors, pins its polling thread to the chosen core, sends the Welcome, serves the
-//! session, releases everything, reports `END` and exits. A fault in the session's kernels
-//! poisons only this process.
+//! descriptors, pins its polling thread to the chosen core, sends the Welcome, redirects its
+//! stdout into an [`OutputCapture`] (device `printf` output travels to the client with the
+//! replies), serves the session, releases everything, reports `END` and exits. A fault in the
+//! session's kernels poisons only this process.
 //!
 //! Control lines (UTF-8, one per line):
 //! - worker → supervisor: `READY <pid> <secret> <backend> <devices> <pci,...|->`
@@ -23,7 +24,8 @@ use remora_transport::{fdpass, from_handoff, handshake, PollPolicy};
 use remora_wire::{Welcome, U32, U64};
 
 use crate::backend::{self, BackendKind};
-use crate::session::{End, Limits, Session};
+use crate::output::OutputCapture;
+use crate::session::{self, End, Limits, Session};
 use crate::stats::SessionStats;
 use crate::{placement, polling};
 
@@ -124,6 +126,12 @@ fn run() -> Result<(), String> {
     spawn_control_thread(ctl, Arc::clone(&stats));
 
     let mut session = Session::new(&mut *backend, link, limits, &stats);
+    // Device printf output is printed by the driver on this process's stdout: capture it and
+    // send it to the client with the replies, for the application's own stdout.
+    match OutputCapture::start() {
+        Ok(capture) => session.set_output_capture(capture),
+        Err(e) => tracing::warn!(session_id, "device printf output stays on the worker's stdout: {e}"),
+    }
     let end = polling::serve(&mut session, &cores, spin, Duration::from_millis(100));
     let (n, bytes) = session.release_all();
     tracing::info!(session_id, allocations = n, bytes, "session ended: {end}; released everything");
@@ -131,9 +139,14 @@ fn run() -> Result<(), String> {
     if let End::Goodbye(Some(hdr)) = end {
         // Release the contexts too before answering, so the client's GPU memory is free when
         // its Goodbye returns.
-        let (mut link, reply) = session.into_goodbye(&hdr);
+        let (mut link, reply, mut capture) = session.into_goodbye(&hdr);
         drop(backend);
-        let _ = link.send(&[zerocopy::IntoBytes::as_bytes(&reply)]);
+        // Releasing the contexts flushes the last device printf output: it goes with the reply.
+        let mut output = Vec::new();
+        if let Some(c) = &mut capture {
+            c.drain(&mut output);
+        }
+        let _ = session::send_reply(&mut *link, reply, &output, &[]);
     } else {
         drop(session);
     }

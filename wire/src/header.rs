@@ -12,6 +12,8 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = core::mem::size_of::<Header>();
 /// Largest payload a peer may announce (4 GiB). Anything larger is a malformed frame.
 pub const MAX_FRAME_LEN: u64 = 4 << 30;
+/// Size of the byte count that starts the payload of a reply with [`Flags::OUTPUT`].
+pub const OUTPUT_PREFIX_LEN: usize = 4;
 
 /// Frame flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +24,12 @@ impl Flags {
     pub const REPLY: Flags = Flags(1);
     /// The sender expects no reply: errors become sticky and are reported with the next reply.
     pub const NO_REPLY: Flags = Flags(2);
+    /// Replies only: the payload starts with output the worker's GPU work wrote to its stdout
+    /// (device `printf`) since the last reply, to be written to the application's stdout before
+    /// the call returns. Layout: a little-endian `u32` byte count `n`
+    /// ([`OUTPUT_PREFIX_LEN`] bytes), the `n` output bytes, then the reply's own body. `len`
+    /// counts all three, so a frame is still exactly `len` bytes after its header.
+    pub const OUTPUT: Flags = Flags(4);
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: Flags) -> bool {
@@ -46,7 +54,7 @@ impl core::ops::BitOr for Flags {
 /// | 8 | flags | [`Flags`] |
 /// | 12 | status | replies: the operation's [`Status`]; requests: 0 |
 /// | 16 | request_id | chosen by the requester, echoed in the reply |
-/// | 24 | len | bytes that follow the header (operation struct + inline data) |
+/// | 24 | len | bytes that follow the header: operation struct + inline data (+ output block, [`Flags::OUTPUT`]) |
 /// | 32 | async_status | replies: first error of fire-and-forget operations since the last reply |
 /// | 36 | reserved | 0 |
 #[repr(C)]
@@ -149,6 +157,15 @@ impl Header {
         Opcode::try_from(self.opcode.get())
     }
 
+    /// Attach `output_len` bytes of captured output to a reply (see [`Flags::OUTPUT`]): sets the
+    /// flag and grows `len` by the prefix and the output. Returns the prefix, to be sent right
+    /// after the header and followed by the output, then the reply's body.
+    pub fn attach_output(&mut self, output_len: u32) -> [u8; OUTPUT_PREFIX_LEN] {
+        self.flags = U32::new(self.flags.get() | Flags::OUTPUT.0);
+        self.len = U64::new(self.len.get().saturating_add(OUTPUT_PREFIX_LEN as u64 + u64::from(output_len)));
+        output_len.to_le_bytes()
+    }
+
     /// The flags.
     pub fn flags(&self) -> Flags {
         Flags(self.flags.get())
@@ -191,6 +208,35 @@ mod tests {
         ];
         assert_eq!(h.as_bytes(), &expected);
         assert_eq!(HEADER_LEN, 40);
+    }
+
+    #[test]
+    fn output_reply_bytes_are_pinned() {
+        let req = Header::request(Opcode::DeviceSynchronize, 7, 4);
+        let mut rep = Header::reply(&req, Status::SUCCESS, 2, Status::SUCCESS);
+        let prefix = rep.attach_output(3);
+        let mut frame = rep.as_bytes().to_vec();
+        frame.extend_from_slice(&prefix);
+        frame.extend_from_slice(b"hi\n");
+        frame.extend_from_slice(&[0xaa, 0xbb]); // the reply's own body
+        let expected: [u8; 49] = [
+            b'R', b'M', b'R', b'A', // magic
+            1, 0, // version
+            0x15, 0x00, // opcode DeviceSynchronize = 0x0015
+            5, 0, 0, 0, // flags: REPLY | OUTPUT
+            0, 0, 0, 0, // status
+            7, 0, 0, 0, 0, 0, 0, 0, // request id
+            9, 0, 0, 0, 0, 0, 0, 0, // len: 4 (count) + 3 (output) + 2 (body)
+            0, 0, 0, 0, // async status
+            0, 0, 0, 0, // reserved
+            3, 0, 0, 0, // output byte count
+            b'h', b'i', b'\n', // output
+            0xaa, 0xbb, // body
+        ];
+        assert_eq!(frame, expected);
+        assert_eq!(Flags::OUTPUT.0, 4);
+        assert!(rep.flags().contains(Flags::REPLY | Flags::OUTPUT));
+        assert_eq!(rep.payload_len(), 9);
     }
 
     #[test]

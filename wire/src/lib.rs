@@ -30,7 +30,7 @@ pub mod ops;
 pub mod status;
 
 pub use handshake::{AuthProof, Capabilities, Challenge, Hello, Welcome};
-pub use header::{Flags, Header, HeaderError, HEADER_LEN, MAGIC, MAX_FRAME_LEN, PROTOCOL_VERSION};
+pub use header::{Flags, Header, HeaderError, HEADER_LEN, MAGIC, MAX_FRAME_LEN, OUTPUT_PREFIX_LEN, PROTOCOL_VERSION};
 pub use opcode::Opcode;
 pub use status::Status;
 

@@ -102,6 +102,28 @@ fn init_logging() {
         .try_init();
 }
 
+extern "C" {
+    /// C stdio's standard output stream (glibc exports the pointer as a data symbol).
+    static mut stdout: *mut libc::FILE;
+}
+
+/// The client's output sink here: device `printf` output goes through C stdio's `stdout`, the
+/// buffer the application's own `printf` writes to, so the two interleave as on a local GPU
+/// (the driver prints there at the same synchronising calls), then is flushed.
+fn write_c_stdout(bytes: &[u8]) {
+    // SAFETY: `stdout` is initialised by libc before any code of the process runs and only ever
+    // points at a live FILE; the pointer is read by value (no reference to the static is made).
+    // fwrite and fflush take the stream's own lock and read `bytes.len()` bytes from `bytes`.
+    unsafe {
+        let f = std::ptr::addr_of!(stdout).read();
+        if f.is_null() {
+            return;
+        }
+        libc::fwrite(bytes.as_ptr().cast(), 1, bytes.len(), f);
+        libc::fflush(f);
+    }
+}
+
 /// At exit: end the session cleanly, so the server has released this program's GPU memory by
 /// the time it is gone.
 extern "C" fn goodbye_at_exit() {
@@ -118,6 +140,7 @@ fn connect() -> Result<Runtime, CudaError> {
     for url in &urls {
         match Client::connect(url, token.as_deref()) {
             Ok(client) => {
+                client.set_output_sink(Box::new(write_c_stdout));
                 let device_count = client.device_count().map_err(errors::from_status)?;
                 tracing::debug!(%url, device_count, "remora: connected");
                 // SAFETY: registers a plain extern "C" fn with no arguments; libc keeps it.

@@ -10,6 +10,11 @@
 //! that fails is reported by the next call that waits for a reply, as CUDA reports
 //! asynchronous errors. A fatal device error (assert, illegal address) and a lost connection
 //! are sticky: every later call fails with them at once.
+//!
+//! # Device output
+//! What the GPU work printed (device `printf`) arrives with the replies (`Flags::OUTPUT`) and
+//! is handed to the output sink ([`Client::set_output_sink`]; standard output by default)
+//! before the call returns, in the order the replies arrived.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +23,7 @@ use remora_transport::proto::ClientProto;
 use remora_transport::{connect, handshake, recv_header, Endpoint, Link};
 use remora_wire::handshake::Capabilities;
 use remora_wire::ops::{self, DeviceInfo, ImageKind, ParamInfo};
-use remora_wire::{Opcode, Status, Welcome, I32, U32, U64};
+use remora_wire::{Flags, Header, Opcode, Status, Welcome, I32, OUTPUT_PREFIX_LEN, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Why [`Client::connect`] failed.
@@ -64,9 +69,21 @@ struct Conn {
     broken: Option<Status>,
 }
 
+/// Where device output goes: see [`Client::set_output_sink`].
+pub type OutputSink = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+fn stdout_sink(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
 /// A connection to a remora server.
 pub struct Client {
     conn: Mutex<Conn>,
+    /// Taken while the connection lock is still held and kept while the sink runs, so output
+    /// reaches the sink in reply order without the connection waiting on the sink.
+    output: Mutex<OutputSink>,
     endpoint: Endpoint,
     welcome: Welcome,
     capabilities: Capabilities,
@@ -126,6 +143,7 @@ impl Client {
                 proto: ClientProto::new(64, nanos(KEEPALIVE), nanos(DEAD_AFTER), 0),
                 broken: None,
             }),
+            output: Mutex::new(Box::new(stdout_sink)),
             endpoint,
             welcome,
             capabilities,
@@ -148,6 +166,14 @@ impl Client {
         &self.endpoint
     }
 
+    /// Send device output (what the GPU work printed with `printf`, delivered with the reply of
+    /// the synchronising call that flushed it) to `sink` instead of standard output. The sink
+    /// runs on the calling thread before that call returns, one reply's output at a time, in
+    /// reply order; it must not call back into this client.
+    pub fn set_output_sink(&self, sink: OutputSink) {
+        *self.output.lock() = sink;
+    }
+
     /// Whether the server runs the emulated backend (a test double, not a GPU).
     pub fn is_emulated(&self) -> bool {
         self.welcome.backend_name() == "emulated"
@@ -164,15 +190,37 @@ impl Client {
     }
 
     /// Send a request and wait for its reply; reply payload into a vector or the given slice.
+    /// Device output that came with the reply goes to the output sink before this returns.
     fn call_inner(&self, opcode: Opcode, req: &[u8], data: &[u8], into: Into<'_>) -> Result<Vec<u8>, Status> {
-        let now = self.now();
         let mut guard = self.conn.lock();
-        let c = &mut *guard;
+        let mut output = Vec::new();
+        let r = self.exchange(&mut guard, opcode, req, data, into, &mut output);
+        if !output.is_empty() {
+            // Take the sink before letting the connection go: a later reply's output cannot
+            // overtake this one, and other calls need not wait for the sink's writes.
+            let sink = self.output.lock();
+            drop(guard);
+            sink(&output);
+        }
+        r
+    }
+
+    fn exchange(
+        &self,
+        c: &mut Conn,
+        opcode: Opcode,
+        req: &[u8],
+        data: &[u8],
+        into: Into<'_>,
+        output: &mut Vec<u8>,
+    ) -> Result<Vec<u8>, Status> {
         if let Some(s) = c.broken {
             return Err(s);
         }
-        let hdr =
-            c.proto.start(opcode, (req.len() + data.len()) as u64, true, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
+        let hdr = c
+            .proto
+            .start(opcode, (req.len() + data.len()) as u64, true, self.now())
+            .map_err(|_| Status::LIMIT_EXCEEDED)?;
         if let Err(e) = c.link.send(&[hdr.as_bytes(), req, data]) {
             return Err(Self::fail(c, e));
         }
@@ -184,7 +232,13 @@ impl Client {
             Ok(s) => s,
             Err(e) => return Err(Self::fail(c, remora_transport::Error::Protocol(e.to_string()))),
         };
-        let len = rh.payload_len();
+        let len = match Self::recv_output(c, &rh, output) {
+            Ok(len) => len,
+            Err(e) => {
+                output.clear();
+                return Err(Self::fail(c, e));
+            }
+        };
         let mut out = Vec::new();
         let r = match into {
             Into::Slice(dst) if status.is_ok() => {
@@ -218,6 +272,24 @@ impl Client {
             return Err(async_err);
         }
         Ok(out)
+    }
+
+    /// Read the device output that starts the payload of a reply with [`Flags::OUTPUT`] into
+    /// `output`. Returns the length of the reply's own body, which follows.
+    fn recv_output(c: &mut Conn, rh: &Header, output: &mut Vec<u8>) -> Result<usize, remora_transport::Error> {
+        let len = rh.payload_len();
+        if !rh.flags().contains(Flags::OUTPUT) {
+            return Ok(len);
+        }
+        let bad = || remora_transport::Error::Protocol(format!("output block does not fit a {len}-byte reply"));
+        let rest = len.checked_sub(OUTPUT_PREFIX_LEN).ok_or_else(bad)?;
+        let mut prefix = [0u8; OUTPUT_PREFIX_LEN];
+        c.link.recv_exact(&mut prefix)?;
+        let n = usize::try_from(u32::from_le_bytes(prefix)).map_err(|_| bad())?;
+        let body = rest.checked_sub(n).ok_or_else(bad)?;
+        output.resize(n, 0);
+        c.link.recv_exact(output)?;
+        Ok(body)
     }
 
     fn call<R: FromBytes + KnownLayout + Immutable + Copy>(

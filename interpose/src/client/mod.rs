@@ -3,5 +3,5 @@
 mod connection;
 mod params;
 
-pub use connection::{Client, ConnectError, LaunchDims};
+pub use connection::{Client, ConnectError, LaunchDims, OutputSink};
 pub use params::pack_params;
