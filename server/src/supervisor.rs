@@ -223,7 +223,7 @@ impl Supervisor {
             next_session: AtomicU64::new(1),
             stats_seq: AtomicU64::new(0),
             backend_name: Mutex::new(None),
-            capabilities: Mutex::new(Capabilities::ASYNC_OPS | Capabilities::SHM),
+            capabilities: Mutex::new(Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::DEVICE_OUTPUT),
             shutting_down: AtomicBool::new(false),
             cfg,
         });
@@ -521,7 +521,10 @@ fn registrar(shared: &Arc<Shared>, control: UnixListener) {
                 tracing::info!(backend = %backend, devices = f.get(4).copied().unwrap_or("?"), "first worker ready");
                 if backend == "emulated" {
                     tracing::warn!("workers run the EMULATED backend: host memory, not a GPU (a test double)");
-                    *shared.capabilities.lock() = Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::EMULATED;
+                    *shared.capabilities.lock() = Capabilities::ASYNC_OPS
+                        | Capabilities::SHM
+                        | Capabilities::DEVICE_OUTPUT
+                        | Capabilities::EMULATED;
                 }
             }
             *b = Some(backend);

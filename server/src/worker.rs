@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use remora_transport::{fdpass, from_handoff, handshake, PollPolicy};
+use remora_wire::handshake::Capabilities;
 use remora_wire::{Welcome, U32, U64};
 
 use crate::backend::{self, BackendKind};
@@ -99,7 +100,7 @@ fn run() -> Result<(), String> {
     }
     let session_id: u64 = it.next().and_then(|v| v.parse().ok()).ok_or("SESSION without id")?;
     let _version: u16 = it.next().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let _caps: u64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let caps = Capabilities(it.next().and_then(|v| v.parse().ok()).unwrap_or(0));
     let cores: Vec<usize> = it.next().unwrap_or("").split(',').filter_map(|c| c.parse().ok()).collect();
     if let Some(&core) = cores.first() {
         if placement::pin_current_thread(core) {
@@ -128,9 +129,14 @@ fn run() -> Result<(), String> {
     let mut session = Session::new(&mut *backend, link, limits, &stats);
     // Device printf output is printed by the driver on this process's stdout: capture it and
     // send it to the client with the replies, for the application's own stdout.
-    match OutputCapture::start() {
-        Ok(capture) => session.set_output_capture(capture),
-        Err(e) => tracing::warn!(session_id, "device printf output stays on the worker's stdout: {e}"),
+    // Only for clients that read output blocks (older ones would misread the replies).
+    if caps.contains(Capabilities::DEVICE_OUTPUT) {
+        match OutputCapture::start() {
+            Ok(capture) => session.set_output_capture(capture),
+            Err(e) => tracing::warn!(session_id, "device printf output stays on the worker's stdout: {e}"),
+        }
+    } else {
+        tracing::info!(session_id, "the client does not read device output; it stays on the worker's stdout");
     }
     let end = polling::serve(&mut session, &cores, spin, Duration::from_millis(100));
     let (n, bytes) = session.release_all();

@@ -37,6 +37,8 @@ impl Capabilities {
     pub const GPUDIRECT: Capabilities = Capabilities(1 << 3);
     /// The server runs the emulated backend (a test double, not a GPU).
     pub const EMULATED: Capabilities = Capabilities(1 << 4);
+    /// The client reads device output blocks in replies ([`crate::Flags::OUTPUT`]).
+    pub const DEVICE_OUTPUT: Capabilities = Capabilities(1 << 5);
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: Capabilities) -> bool {

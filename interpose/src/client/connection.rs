@@ -128,7 +128,7 @@ impl Client {
     pub fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
         let endpoint: Endpoint = url.parse().map_err(ConnectError::Url)?;
         let mut link = connect(&endpoint).map_err(|source| ConnectError::Connect { url: url.into(), source })?;
-        let caps = Capabilities::ASYNC_OPS | Capabilities::SHM;
+        let caps = Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::DEVICE_OUTPUT;
         // The server may need to start a worker first; after the handshake, calls may wait on
         // the GPU for as long as the work takes.
         link.set_recv_timeout(Some(HANDSHAKE_TIMEOUT));
