@@ -91,6 +91,20 @@ fn rust_layout() -> (Vec<(&'static str, usize, usize)>, Vec<RustField>) {
         "cudaMemcpy3DParms" => CudaMemcpy3DParms {
             srcArray, srcPos, srcPtr, dstArray, dstPos, dstPtr, extent, kind,
         },
+        "cudaKernelNodeParams" => CudaKernelNodeParams {
+            func, gridDim, blockDim, sharedMemBytes, kernelParams, extra,
+        },
+        "cudaMemsetParams" => CudaMemsetParams { dst, pitch, value, elementSize, width, height },
+        "cudaHostNodeParams" => CudaHostNodeParams { fn_, userData },
+        "cudaMemLocation" => CudaMemLocation { type_, id },
+        "cudaMemAccessDesc" => CudaMemAccessDesc { location, flags },
+        "cudaMemPoolProps" => CudaMemPoolProps {
+            allocType, handleTypes, location, win32SecurityAttributes, maxSize, usage, reserved,
+        },
+        "cudaMemAllocNodeParams" => CudaMemAllocNodeParams {
+            poolProps, accessDescs, accessDescCount, bytesize, dptr,
+        },
+        "cudaGraphExecUpdateResultInfo_st" => CudaGraphExecUpdateResultInfo { result, errorNode, errorFromNode },
     }
     (structs, fields)
 }

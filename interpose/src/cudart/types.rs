@@ -388,6 +388,104 @@ pub struct CudaMemcpy3DParms {
     pub kind: c_int,
 }
 
+/// `cudaHostFn_t`: a host function a graph's host node (or `cudaLaunchHostFunc`) calls.
+pub type CudaHostFn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// `struct cudaKernelNodeParams` (`cudaGraphAddKernelNode`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromZeros, Immutable, KnownLayout)]
+pub struct CudaKernelNodeParams {
+    /// The kernel: its host stub (or a `cudaKernel_t`).
+    pub func: *mut c_void,
+    pub gridDim: Dim3,
+    pub blockDim: Dim3,
+    /// Dynamic shared memory per block, in bytes.
+    pub sharedMemBytes: c_uint,
+    /// One pointer per kernel argument, or null when `extra` is used.
+    pub kernelParams: *mut *mut c_void,
+    /// Arguments in the `CU_LAUNCH_PARAM_*` "extra" format, or null.
+    pub extra: *mut *mut c_void,
+}
+
+/// `struct cudaMemsetParams` (`cudaGraphAddMemsetNode`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromZeros, Immutable, KnownLayout)]
+pub struct CudaMemsetParams {
+    pub dst: *mut c_void,
+    /// Row pitch in bytes; unused when `height` is 1.
+    pub pitch: usize,
+    pub value: c_uint,
+    /// 1, 2 or 4.
+    pub elementSize: c_uint,
+    /// Row width, in elements.
+    pub width: usize,
+    pub height: usize,
+}
+
+/// `struct cudaHostNodeParams` (`cudaGraphAddHostNode`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromZeros, Immutable, KnownLayout)]
+pub struct CudaHostNodeParams {
+    pub fn_: CudaHostFn,
+    pub userData: *mut c_void,
+}
+
+/// `struct cudaMemLocation`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CudaMemLocation {
+    /// `enum cudaMemLocationType type`.
+    pub type_: c_int,
+    pub id: c_int,
+}
+
+/// `struct cudaMemAccessDesc`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CudaMemAccessDesc {
+    pub location: CudaMemLocation,
+    /// `enum cudaMemAccessFlags flags`.
+    pub flags: c_int,
+}
+
+/// `struct cudaMemPoolProps`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromZeros, Immutable, KnownLayout)]
+pub struct CudaMemPoolProps {
+    /// `enum cudaMemAllocationType allocType`.
+    pub allocType: c_int,
+    /// `enum cudaMemAllocationHandleType handleTypes`.
+    pub handleTypes: c_int,
+    pub location: CudaMemLocation,
+    pub win32SecurityAttributes: *mut c_void,
+    pub maxSize: usize,
+    pub usage: u16,
+    pub reserved: [u8; 54],
+}
+
+/// `struct cudaMemAllocNodeParams` (`cudaGraphAddMemAllocNode`); `dptr` is written by the call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromZeros, Immutable, KnownLayout)]
+pub struct CudaMemAllocNodeParams {
+    pub poolProps: CudaMemPoolProps,
+    pub accessDescs: *const CudaMemAccessDesc,
+    pub accessDescCount: usize,
+    pub bytesize: usize,
+    pub dptr: *mut c_void,
+}
+
+/// `struct cudaGraphExecUpdateResultInfo_st` (`cudaGraphExecUpdate`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromZeros, Immutable, KnownLayout)]
+pub struct CudaGraphExecUpdateResultInfo {
+    /// `enum cudaGraphExecUpdateResult result`.
+    pub result: c_int,
+    /// `cudaGraphNode_t errorNode`.
+    pub errorNode: *mut c_void,
+    /// `cudaGraphNode_t errorFromNode`.
+    pub errorFromNode: *mut c_void,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Constants
 // ---------------------------------------------------------------------------------------------
@@ -1381,6 +1479,12 @@ mod tests {
         assert_eq!(size_of::<CudaExtent>(), 24);
         assert_eq!(size_of::<CudaPos>(), 24);
         assert_eq!(size_of::<CudaMemcpy3DParms>(), 160);
+        assert_eq!(size_of::<CudaKernelNodeParams>(), 56);
+        assert_eq!(size_of::<CudaMemsetParams>(), 40);
+        assert_eq!(size_of::<CudaHostNodeParams>(), 16);
+        assert_eq!(size_of::<CudaMemPoolProps>(), 88);
+        assert_eq!(size_of::<CudaMemAllocNodeParams>(), 120);
+        assert_eq!(size_of::<CudaGraphExecUpdateResultInfo>(), 24);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use remora_interpose::client::LaunchDims;
 use remora_interpose::cudart::types::{CudaFuncAttributes, Dim3};
 
 use crate::ffi;
+use crate::graph;
 use crate::registry;
 use crate::state::{
     cuda, current_device, guard, rt, CudaError, INVALID_CONFIGURATION, INVALID_DEVICE_FUNCTION, INVALID_VALUE,
@@ -92,6 +93,79 @@ fn check_config(dev: u32, grid: Dim3, block: Dim3) -> Result<(), CudaError> {
     }
 }
 
+/// A launch the server can run: the kernel's function on the device and its packed argument
+/// bytes. Made by [`prepare`]; graphs keep one per kernel node and replay it with [`send`].
+#[derive(Clone, Debug)]
+pub(crate) struct Packed {
+    /// The kernel's host stub (its handle in the registry).
+    pub(crate) host_fun: usize,
+    pub(crate) grid: Dim3,
+    pub(crate) block: Dim3,
+    pub(crate) shared_mem: usize,
+    /// The argument bytes, at the offsets of the kernel's parameter table.
+    pub(crate) params: Vec<u8>,
+}
+
+/// Check a launch against the device's and the kernel's limits (as libcudart does before
+/// launching) and pack its arguments: the bytes `args` points to, copied now.
+pub(crate) fn prepare(
+    host_fun: usize,
+    grid: Dim3,
+    block: Dim3,
+    args: *mut *mut c_void,
+    shared_mem: usize,
+) -> Result<Packed, CudaError> {
+    let dev = current_device();
+    let (_, layout) = checked_kernel(host_fun, dev, grid, block, shared_mem)?;
+    let total = layout.iter().map(|&(o, s)| o as usize + s as usize).max().unwrap_or(0);
+    let mut params = vec![0u8; total];
+    for (i, &(offset, size)) in layout.iter().enumerate() {
+        // SAFETY: `args` holds one pointer per kernel parameter (the launch contract).
+        let arg = unsafe { ffi::get(args.add(i)) }?;
+        // SAFETY: each points to the argument's value, `size` bytes as the kernel declares it.
+        let value = unsafe { ffi::bytes(arg as *const u8, size as usize) }?;
+        params[offset as usize..offset as usize + size as usize].copy_from_slice(value);
+    }
+    Ok(Packed { host_fun, grid, block, shared_mem, params })
+}
+
+/// The kernel's function on `dev`, once the configuration passed the device's and the kernel's
+/// launch limits (`__launch_bounds__`, dynamic shared memory).
+fn checked_kernel(
+    host_fun: usize,
+    dev: u32,
+    grid: Dim3,
+    block: Dim3,
+    shared_mem: usize,
+) -> Result<(u64, registry::Layout), CudaError> {
+    check_config(dev, grid, block)?;
+    let (function, layout) = registry::kernel(host_fun, dev)?;
+    let (max_threads, max_dynamic_shared) = registry::launch_limits(host_fun, dev, function)?;
+    let threads = u64::from(block.x) * u64::from(block.y) * u64::from(block.z);
+    if threads > u64::try_from(max_threads).unwrap_or(0)
+        || shared_mem > usize::try_from(max_dynamic_shared).unwrap_or(0)
+    {
+        return Err(INVALID_VALUE);
+    }
+    Ok((function, layout))
+}
+
+/// Launch a packed kernel on `stream` (a wire handle) on the current device, fire-and-forget.
+pub(crate) fn send(p: &Packed, stream: u64, cooperative: bool) -> Result<(), CudaError> {
+    let rt = rt()?;
+    let (function, _) = checked_kernel(p.host_fun, current_device(), p.grid, p.block, p.shared_mem)?;
+    let dims = LaunchDims {
+        grid: [p.grid.x, p.grid.y, p.grid.z],
+        block: [p.block.x, p.block.y, p.block.z],
+        shared_mem: u32::try_from(p.shared_mem).map_err(|_| INVALID_VALUE)?,
+    };
+    if cooperative {
+        rt.client.launch_cooperative(function, dims, stream, &p.params).map_err(cuda)
+    } else {
+        rt.client.launch(function, dims, stream, &p.params).map_err(cuda)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn launch(
     host_fun: usize,
@@ -103,36 +177,12 @@ fn launch(
     cooperative: bool,
 ) -> Result<(), CudaError> {
     let rt = rt()?;
-    let dev = current_device();
-    check_config(dev, grid, block)?;
-    let (function, layout) = registry::kernel(host_fun, dev)?;
-    let (max_threads, max_dynamic_shared) = registry::launch_limits(host_fun, dev, function)?;
-    let threads = u64::from(block.x) * u64::from(block.y) * u64::from(block.z);
-    if threads > u64::try_from(max_threads).unwrap_or(0)
-        || shared_mem > usize::try_from(max_dynamic_shared).unwrap_or(0)
-    {
-        return Err(INVALID_VALUE);
-    }
-    let total = layout.iter().map(|&(o, s)| o as usize + s as usize).max().unwrap_or(0);
-    let mut params = vec![0u8; total];
-    for (i, &(offset, size)) in layout.iter().enumerate() {
-        // SAFETY: `args` holds one pointer per kernel parameter (the launch contract).
-        let arg = unsafe { ffi::get(args.add(i)) }?;
-        // SAFETY: each points to the argument's value, `size` bytes as the kernel declares it.
-        let value = unsafe { ffi::bytes(arg as *const u8, size as usize) }?;
-        params[offset as usize..offset as usize + size as usize].copy_from_slice(value);
-    }
+    let packed = prepare(host_fun, grid, block, args, shared_mem)?;
     let s = rt.stream(stream)?;
-    let dims = LaunchDims {
-        grid: [grid.x, grid.y, grid.z],
-        block: [block.x, block.y, block.z],
-        shared_mem: u32::try_from(shared_mem).map_err(|_| INVALID_VALUE)?,
-    };
-    if cooperative {
-        rt.client.launch_cooperative(function, dims, s, &params).map_err(cuda)
-    } else {
-        rt.client.launch(function, dims, s, &params).map_err(cuda)
+    if let Some(captured) = graph::capture(s, || Ok(graph::Op::Kernel(packed.clone()))) {
+        return captured;
     }
+    send(&packed, s, cooperative)
 }
 
 #[no_mangle]

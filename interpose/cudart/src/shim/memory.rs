@@ -11,6 +11,7 @@ use std::ffi::c_void;
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, CudaPointerAttributes};
 
 use crate::ffi;
+use crate::graph::{self, Op};
 use crate::registry;
 use crate::state::{
     cuda, current_device, guard, rt, CudaError, Runtime, INVALID_MEMCPY_DIRECTION, INVALID_VALUE, MEMORY_ALLOCATION,
@@ -57,7 +58,7 @@ fn device_range(rt: &Runtime, ptr: u64, len: usize) -> Result<(), CudaError> {
 
 /// One linear copy. `stream` is the wire handle; `wait` false makes host → device and device →
 /// device copies fire-and-forget (device → host always waits: the bytes must land).
-fn copy(
+pub(crate) fn copy(
     rt: &Runtime,
     dst: *mut c_void,
     src: *const c_void,
@@ -190,6 +191,10 @@ pub unsafe extern "C" fn cudaMemsetAsync(
         }
         device_range(rt, dev_ptr as u64, count)?;
         let s = rt.stream(stream as usize)?;
+        let op = || Ok(Op::Memset(graph::Memset::bytes(dev_ptr as u64, value, count, 1, count)));
+        if let Some(captured) = graph::capture(s, op) {
+            return captured;
+        }
         rt.client.memset(dev_ptr as u64, (value & 0xff) as u32, 1, count as u64, s, false).map_err(cuda)
     })
 }
@@ -210,6 +215,10 @@ pub unsafe extern "C" fn cudaMemcpyAsync(
     guard("cudaMemcpyAsync", || {
         let rt = rt()?;
         let s = rt.stream(stream as usize)?;
+        let op = || Ok(Op::Memcpy(graph::Memcpy { dst: dst as u64, src: src as u64, count, kind }));
+        if let Some(captured) = graph::capture(s, op) {
+            return captured;
+        }
         copy(rt, dst, src, count, kind, s, false)
     })
 }
@@ -287,6 +296,17 @@ pub unsafe extern "C" fn cudaMemcpy2DAsync(
     guard("cudaMemcpy2DAsync", || {
         let rt = rt()?;
         let s = rt.stream(stream as usize)?;
+        let op = || {
+            let mut p = <CudaMemcpy3DParms as zerocopy::FromZeros>::new_zeroed();
+            p.srcPtr = CudaPitchedPtr { ptr: src as *mut c_void, pitch: spitch, xsize: width, ysize: height };
+            p.dstPtr = CudaPitchedPtr { ptr: dst, pitch: dpitch, xsize: width, ysize: height };
+            p.extent = CudaExtent { width, height, depth: 1 };
+            p.kind = kind;
+            Ok(Op::Memcpy3D(graph::Copy3D(p)))
+        };
+        if let Some(captured) = graph::capture(s, op) {
+            return captured;
+        }
         copy_2d(rt, dst, dpitch, src, spitch, width, height, kind, s, false)
     })
 }
@@ -384,6 +404,39 @@ pub unsafe extern "C" fn cudaHostGetFlags(flags: *mut u32, host: *mut c_void) ->
     })
 }
 
+/// A memset node's work: `height` rows of `width` elements of `element_size` (1, 2 or 4) bytes,
+/// `pitch` bytes apart, each row sent fire-and-forget on `stream`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn memset_rows(
+    rt: &Runtime,
+    dst: u64,
+    pitch: usize,
+    value: u32,
+    element_size: u32,
+    width: usize,
+    height: usize,
+    stream: u64,
+) -> Result<(), CudaError> {
+    if !matches!(element_size, 1 | 2 | 4) {
+        return Err(INVALID_VALUE);
+    }
+    let row = width.checked_mul(element_size as usize).ok_or(INVALID_VALUE)?;
+    if width == 0 || height == 0 {
+        return Ok(());
+    }
+    if height > 1 && row > pitch {
+        return Err(INVALID_VALUE);
+    }
+    let span = pitch.checked_mul(height - 1).and_then(|v| v.checked_add(row)).ok_or(INVALID_VALUE)?;
+    device_range(rt, dst, span)?;
+    let mask = if element_size == 4 { u32::MAX } else { (1u32 << (8 * element_size)) - 1 };
+    for r in 0..height {
+        let p = dst + (r * pitch) as u64;
+        rt.client.memset(p, value & mask, element_size, width as u64, stream, false).map_err(cuda)?;
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn memset_2d(
     rt: &Runtime,
@@ -435,6 +488,10 @@ pub unsafe extern "C" fn cudaMemset2DAsync(
     guard("cudaMemset2DAsync", || {
         let rt = rt()?;
         let s = rt.stream(stream as usize)?;
+        let op = || Ok(Op::Memset(graph::Memset::bytes(ptr as u64, value, pitch, height, width)));
+        if let Some(captured) = graph::capture(s, op) {
+            return captured;
+        }
         memset_2d(rt, ptr, pitch, value, width, height, s, false)
     })
 }
@@ -468,7 +525,7 @@ fn offset_3d(p: &CudaPitchedPtr, x: usize, y: usize, z: usize) -> Result<usize, 
         .ok_or(INVALID_VALUE)
 }
 
-fn copy_3d(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wait: bool) -> Result<(), CudaError> {
+pub(crate) fn copy_3d(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wait: bool) -> Result<(), CudaError> {
     if !p.srcArray.is_null() || !p.dstArray.is_null() {
         // CUDA arrays come with the advanced-features work.
         return Err(crate::state::NOT_SUPPORTED);
@@ -506,6 +563,9 @@ pub unsafe extern "C" fn cudaMemcpy3DAsync(p: *const CudaMemcpy3DParms, stream: 
         let parms = unsafe { ffi::get(p) }?;
         let rt = rt()?;
         let s = rt.stream(stream as usize)?;
+        if let Some(captured) = graph::capture(s, || Ok(Op::Memcpy3D(graph::Copy3D(parms)))) {
+            return captured;
+        }
         copy_3d(rt, &parms, s, false)
     })
 }
@@ -546,6 +606,15 @@ pub unsafe extern "C" fn cudaMemset3DAsync(
     guard("cudaMemset3DAsync", || {
         let rt = rt()?;
         let s = rt.stream(stream as usize)?;
+        if graph::is_capturing(s) {
+            // One memset node per slice, as a 3D memset is a stack of 2D ones.
+            for z in 0..extent.depth {
+                let at = p.ptr as u64 + offset_3d(&p, 0, 0, z)? as u64;
+                let op = || Ok(Op::Memset(graph::Memset::bytes(at, value, p.pitch, extent.height, extent.width)));
+                graph::capture(s, op).unwrap_or(Ok(()))?;
+            }
+            return Ok(());
+        }
         memset_3d(rt, p, value, extent, s, false)
     })
 }
@@ -689,6 +758,10 @@ pub unsafe extern "C" fn cudaMemcpyToSymbolAsync(
         }
         let at = symbol_span(rt, sym, count, offset)?;
         let s = rt.stream(stream as usize)?;
+        let op = || Ok(Op::Memcpy(graph::Memcpy { dst: at, src: src as u64, count, kind }));
+        if let Some(captured) = graph::capture(s, op) {
+            return captured;
+        }
         copy(rt, at as *mut c_void, src, count, kind, s, false)
     })
 }
@@ -727,6 +800,10 @@ pub unsafe extern "C" fn cudaMemcpyFromSymbolAsync(
         }
         let at = symbol_span(rt, sym, count, offset)?;
         let s = rt.stream(stream as usize)?;
+        let op = || Ok(Op::Memcpy(graph::Memcpy { dst: dst as u64, src: at, count, kind }));
+        if let Some(captured) = graph::capture(s, op) {
+            return captured;
+        }
         copy(rt, dst, at as *const c_void, count, kind, s, false)
     })
 }

@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::ffi;
+use crate::graph::{self, Op};
 use crate::state::{cuda, current_device, guard, rt, CudaError, INVALID_VALUE};
 
 /// `cudaMemPoolAttr` values.
@@ -96,9 +98,33 @@ fn free(ptr: *mut c_void, stream: *mut c_void) -> Result<(), CudaError> {
     Ok(())
 }
 
+/// In a capture, a stream-ordered allocation becomes a graph alloc node: allocated now, at an
+/// address fixed for the graph's life (see `crate::graph`), not counted in the pool.
+fn captured_alloc(ptr: *mut *mut c_void, size: usize, stream: *mut c_void) -> Option<Result<(), CudaError>> {
+    let rt = rt().ok()?;
+    let s = rt.stream(stream as usize).ok()?;
+    if !graph::is_capturing(s) || size == 0 {
+        return None;
+    }
+    Some((|| {
+        if ptr.is_null() {
+            return Err(INVALID_VALUE);
+        }
+        let dev = current_device();
+        let p = rt.client.mem_alloc(dev, size as u64).map_err(cuda)?;
+        rt.allocations.lock().insert(p, (size as u64, dev));
+        let node = Arc::new(graph::GraphAlloc { ptr: p });
+        graph::capture(s, || Ok(Op::MemAlloc(node))).unwrap_or(Ok(()))?;
+        // SAFETY: the caller's pointer slot (checked non-null).
+        unsafe { ffi::put(ptr, p as *mut c_void) }
+    })())
+}
+
 #[no_mangle]
-pub unsafe extern "C" fn cudaMallocAsync(ptr: *mut *mut c_void, size: usize, _stream: *mut c_void) -> CudaError {
-    guard("cudaMallocAsync", || alloc(ptr, size, default_pool(current_device())))
+pub unsafe extern "C" fn cudaMallocAsync(ptr: *mut *mut c_void, size: usize, stream: *mut c_void) -> CudaError {
+    guard("cudaMallocAsync", || {
+        captured_alloc(ptr, size, stream).unwrap_or_else(|| alloc(ptr, size, default_pool(current_device())))
+    })
 }
 
 #[no_mangle]
@@ -106,14 +132,20 @@ pub unsafe extern "C" fn cudaMallocFromPoolAsync(
     ptr: *mut *mut c_void,
     size: usize,
     pool: *mut c_void,
-    _stream: *mut c_void,
+    stream: *mut c_void,
 ) -> CudaError {
-    guard("cudaMallocFromPoolAsync", || alloc(ptr, size, pool as usize))
+    guard("cudaMallocFromPoolAsync", || {
+        captured_alloc(ptr, size, stream).unwrap_or_else(|| alloc(ptr, size, pool as usize))
+    })
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn cudaFreeAsync(ptr: *mut c_void, stream: *mut c_void) -> CudaError {
-    guard("cudaFreeAsync", || free(ptr, stream))
+    guard("cudaFreeAsync", || {
+        let s = rt()?.stream(stream as usize)?;
+        // In a capture: a free node (nothing is freed; see `crate::graph`).
+        graph::capture(s, || Ok(Op::MemFree(ptr as u64))).unwrap_or_else(|| free(ptr, stream))
+    })
 }
 
 #[no_mangle]

@@ -8,9 +8,10 @@
 mod device;
 mod error;
 mod event;
-mod launch;
-mod memory;
+mod graph;
+pub(crate) mod launch;
+pub(crate) mod memory;
 mod mempool;
 mod per_thread;
 mod register;
-mod stream;
+pub(crate) mod stream;

@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_void};
 
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, Dim3};
 
-use super::{event, launch, memory, mempool, stream};
+use super::{event, graph, launch, memory, mempool, stream};
 use crate::state::{per_thread as with_per_thread_stream, CudaError};
 
 /// `per_thread!(export => base(args))`: an export that runs `base` with the per-thread stream.
@@ -53,3 +53,8 @@ per_thread!(cudaEventRecord_ptsz => event::cudaEventRecord, (event: *mut c_void,
 per_thread!(cudaEventRecordWithFlags_ptsz => event::cudaEventRecordWithFlags, (event: *mut c_void, stream: Stream, flags: u32));
 per_thread!(cudaLaunchHostFunc_ptsz => stream::cudaLaunchHostFunc, (stream: Stream, f: Option<stream::HostFn>, user_data: *mut c_void));
 per_thread!(cudaStreamAddCallback_ptsz => stream::cudaStreamAddCallback, (stream: Stream, cb: Option<stream::StreamCallback>, user_data: *mut c_void, flags: u32));
+per_thread!(cudaGraphLaunch_ptsz => graph::cudaGraphLaunch, (exec: *mut c_void, stream: Stream));
+per_thread!(cudaStreamBeginCapture_ptsz => graph::cudaStreamBeginCapture, (stream: Stream, mode: c_int));
+per_thread!(cudaStreamEndCapture_ptsz => graph::cudaStreamEndCapture, (stream: Stream, graph: *mut *mut c_void));
+per_thread!(cudaStreamIsCapturing_ptsz => graph::cudaStreamIsCapturing, (stream: Stream, status: *mut c_int));
+per_thread!(cudaStreamGetCaptureInfo_ptsz => graph::cudaStreamGetCaptureInfo, (stream: Stream, status: *mut c_int, id: *mut u64, graph: *mut *mut c_void, deps: *mut *const *mut c_void, edge_data: *mut *const c_void, num_deps: *mut usize));

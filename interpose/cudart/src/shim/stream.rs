@@ -5,6 +5,7 @@
 use std::ffi::{c_int, c_void};
 
 use crate::ffi;
+use crate::graph::{self, Op};
 use crate::state::{cuda, current_device, guard, rt, CudaError, INVALID_RESOURCE_HANDLE, INVALID_VALUE};
 
 /// `cudaStreamNonBlocking`.
@@ -87,7 +88,9 @@ pub unsafe extern "C" fn cudaStreamGetPriority(stream: *mut c_void, priority: *m
 pub unsafe extern "C" fn cudaStreamSynchronize(stream: *mut c_void) -> CudaError {
     guard("cudaStreamSynchronize", || {
         let rt = rt()?;
-        rt.client.stream_synchronize(rt.stream(stream as usize)?).map_err(cuda)
+        let s = rt.stream(stream as usize)?;
+        graph::refuse_if_capturing(s)?;
+        rt.client.stream_synchronize(s).map_err(cuda)
     })
 }
 
@@ -95,7 +98,9 @@ pub unsafe extern "C" fn cudaStreamSynchronize(stream: *mut c_void) -> CudaError
 pub unsafe extern "C" fn cudaStreamQuery(stream: *mut c_void) -> CudaError {
     guard("cudaStreamQuery", || {
         let rt = rt()?;
-        match rt.client.stream_query(rt.stream(stream as usize)?).map_err(cuda)? {
+        let s = rt.stream(stream as usize)?;
+        graph::refuse_if_capturing(s)?;
+        match rt.client.stream_query(s).map_err(cuda)? {
             true => Ok(()),
             false => Err(crate::state::NOT_READY),
         }
@@ -127,7 +132,11 @@ pub unsafe extern "C" fn cudaLaunchHostFunc(
     guard("cudaLaunchHostFunc", || {
         let f = f.ok_or(INVALID_VALUE)?;
         let rt = rt()?;
-        rt.client.stream_synchronize(rt.stream(stream as usize)?).map_err(cuda)?;
+        let s = rt.stream(stream as usize)?;
+        if let Some(captured) = graph::capture(s, || Ok(Op::Host(graph::Host { f, user_data: user_data as usize }))) {
+            return captured;
+        }
+        rt.client.stream_synchronize(s).map_err(cuda)?;
         // SAFETY: the application's callback, called with its own user data, as CUDA would.
         unsafe { f(user_data) };
         Ok(())
@@ -147,7 +156,10 @@ pub unsafe extern "C" fn cudaStreamAddCallback(
             return Err(INVALID_VALUE);
         }
         let rt = rt()?;
-        let status = match rt.client.stream_synchronize(rt.stream(stream as usize)?) {
+        let s = rt.stream(stream as usize)?;
+        // CUDA refuses stream callbacks in a capture (host nodes are cudaLaunchHostFunc's).
+        graph::refuse_if_capturing(s)?;
+        let status = match rt.client.stream_synchronize(s) {
             Ok(()) => 0,
             Err(s) => cuda(s),
         };
