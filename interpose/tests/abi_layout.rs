@@ -85,6 +85,14 @@ fn rust_layout() -> (Vec<(&'static str, usize, usize)>, Vec<RustField>) {
             nonPortableClusterSizeAllowed, reserved,
         },
         "cudaChannelFormatDesc" => CudaChannelFormatDesc { x, y, z, w, f },
+        "cudaResourceDesc" => CudaResourceDesc { resType, res, flags },
+        "cudaTextureDesc" => CudaTextureDesc {
+            addressMode, filterMode, readMode, sRGB, borderColor, normalizedCoords, maxAnisotropy, mipmapFilterMode,
+            mipmapLevelBias, minMipmapLevelClamp, maxMipmapLevelClamp, disableTrilinearOptimization, seamlessCubemap,
+        },
+        "cudaResourceViewDesc" => CudaResourceViewDesc {
+            format, width, height, depth, firstMipmapLevel, lastMipmapLevel, firstLayer, lastLayer, reserved,
+        },
         "cudaPitchedPtr" => CudaPitchedPtr { ptr, pitch, xsize, ysize },
         "cudaExtent" => CudaExtent { width, height, depth },
         "cudaPos" => CudaPos { x, y, z },

@@ -10,7 +10,9 @@ use remora_wire::ops::{self, DeviceInfo, ImageKind, ParamInfo};
 use remora_wire::{split, Header, Opcode, Status, I32, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::backend::{Backend, LaunchConfig, RawStream};
+use std::collections::HashMap;
+
+use crate::backend::{ArrayDesc, Backend, Copy2D, LaunchConfig, Mem2D, RawStream};
 use crate::handles::{Range, RangeKind, Ranges, Slab};
 use crate::output::OutputCapture;
 use crate::stats::SessionStats;
@@ -26,11 +28,19 @@ pub struct Limits {
     pub max_events: usize,
     /// Largest module image.
     pub max_module_bytes: u64,
+    /// Arrays the session may hold.
+    pub max_arrays: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_memory: u64::MAX, max_streams: 4096, max_events: 65536, max_module_bytes: 1 << 30 }
+        Limits {
+            max_memory: u64::MAX,
+            max_streams: 4096,
+            max_events: 65536,
+            max_module_bytes: 1 << 30,
+            max_arrays: 65536,
+        }
     }
 }
 
@@ -77,6 +87,16 @@ struct Owned {
 }
 
 #[derive(Debug, Clone, Copy)]
+struct Array {
+    dev: u32,
+    raw: u64,
+    /// Bytes per row.
+    row_bytes: u64,
+    /// Rows, all layers together (at least 1).
+    rows: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
 struct Function {
     dev: u32,
     raw: u64,
@@ -95,6 +115,11 @@ pub struct Session<'s> {
     events: Slab<Owned>,
     modules: Slab<Owned>,
     functions: Slab<Function>,
+    arrays: Slab<Array>,
+    /// Texture objects (the driver's values) → device.
+    textures: HashMap<u64, u32>,
+    /// Surface objects (the driver's values) → device.
+    surfaces: HashMap<u64, u32>,
     buf: Vec<u8>,
     out: Vec<u8>,
     /// The worker's captured stdout (device `printf`), sent with replies.
@@ -127,6 +152,9 @@ enum Work {
     HtoD { dev: u32, dst: u64, stream: RawStream },
     /// Device → host into `out`.
     DtoH { dev: u32, src: u64, len: usize, stream: RawStream },
+    /// A 2D copy; host source data is in `buf`, host destination data (`out_len` bytes) goes
+    /// to `out`.
+    Copy2D { dev: u32, copy: Copy2D, stream: RawStream, out_len: usize },
     /// Module image in `buf`.
     ModuleLoad { dev: u32 },
     /// Refused before any backend call.
@@ -150,6 +178,7 @@ fn flushes_device_output(op: Opcode) -> bool {
             | Opcode::MemcpyDtoH
             | Opcode::MemcpyHtoD
             | Opcode::MemcpyDtoD
+            | Opcode::Memcpy2D
             | Opcode::Memset
             | Opcode::MemFree
             | Opcode::ModuleLoad
@@ -200,6 +229,9 @@ impl<'s> Session<'s> {
             events: Slab::default(),
             modules: Slab::default(),
             functions: Slab::default(),
+            arrays: Slab::default(),
+            textures: HashMap::new(),
+            surfaces: HashMap::new(),
             buf: Vec::new(),
             out: Vec::new(),
             output: None,
@@ -255,6 +287,7 @@ impl<'s> Session<'s> {
         let work = match opcode {
             Opcode::MemcpyHtoD => self.read_htod(len)?,
             Opcode::ModuleLoad => self.read_module(len)?,
+            Opcode::Memcpy2D => self.read_copy_2d(len)?,
             Opcode::MemcpyDtoH => {
                 self.read_small(len, 64)?;
                 let o: ops::MemcpyDtoH =
@@ -288,7 +321,9 @@ impl<'s> Session<'s> {
         let first_u64 = || remora_wire::read::<U64>(b).ok().map(|v| v.get());
         let ptr_dev = |p: u64| self.ranges.containing(p).map(|(_, r)| r.dev);
         match f.work {
-            Work::HtoD { dev, .. } | Work::DtoH { dev, .. } | Work::ModuleLoad { dev } => Some(dev),
+            Work::HtoD { dev, .. } | Work::DtoH { dev, .. } | Work::ModuleLoad { dev } | Work::Copy2D { dev, .. } => {
+                Some(dev)
+            }
             Work::Failed(_) | Work::Goodbye => None,
             Work::Small(op) => match op {
                 Opcode::DeviceGetAttribute
@@ -299,13 +334,23 @@ impl<'s> Session<'s> {
                 | Opcode::DeviceCanAccessPeer
                 | Opcode::CtxGetLimit
                 | Opcode::CtxSetLimit
+                | Opcode::CtxResetPersistingL2Cache
+                | Opcode::ArrayCreate
                 | Opcode::MemAlloc
                 | Opcode::StreamCreate
                 | Opcode::EventCreate => first_u32(),
                 Opcode::MemFree | Opcode::MemcpyDtoD | Opcode::Memset => first_u64().and_then(ptr_dev),
-                Opcode::StreamDestroy | Opcode::StreamSynchronize | Opcode::StreamQuery | Opcode::StreamWaitEvent => {
-                    first_u64().and_then(|h| self.streams.get(h).ok()).map(|s| s.dev)
+                Opcode::ArrayDestroy | Opcode::SurfObjectCreate => {
+                    first_u64().and_then(|h| self.arrays.get(h).ok()).map(|a| a.dev)
                 }
+                Opcode::TexObjectDestroy => first_u64().and_then(|h| self.textures.get(&h).copied()),
+                Opcode::SurfObjectDestroy => first_u64().and_then(|h| self.surfaces.get(&h).copied()),
+                Opcode::StreamDestroy
+                | Opcode::StreamSynchronize
+                | Opcode::StreamQuery
+                | Opcode::StreamWaitEvent
+                | Opcode::StreamSetAttribute
+                | Opcode::StreamGetAttribute => first_u64().and_then(|h| self.streams.get(h).ok()).map(|s| s.dev),
                 Opcode::EventRecord
                 | Opcode::EventSynchronize
                 | Opcode::EventQuery
@@ -343,6 +388,16 @@ impl<'s> Session<'s> {
                 let r = self.backend.memcpy_dtoh(dev, &mut self.out, src, stream);
                 if r.is_ok() {
                     self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                r
+            }
+            Work::Copy2D { dev, copy, stream, out_len } => {
+                self.out.clear();
+                self.out.resize(out_len, 0);
+                let r = self.backend.memcpy_2d(dev, &copy, &self.buf, &mut self.out, stream);
+                if r.is_ok() {
+                    self.stats.bytes_in.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+                    self.stats.bytes_out.fetch_add(out_len as u64, Ordering::Relaxed);
                 }
                 r
             }
@@ -426,7 +481,7 @@ impl<'s> Session<'s> {
         if len < n {
             return Err(End::Protocol(format!("short {name} payload")));
         }
-        let mut fixed = [0u8; 64];
+        let mut fixed = [0u8; 128];
         let fixed = fixed.get_mut(..n).ok_or_else(|| End::Protocol(format!("{name} too large")))?;
         self.link.recv_exact(fixed)?;
         let o: T = op(fixed).map_err(|_| End::Protocol(format!("malformed {name}")))?;
@@ -453,6 +508,86 @@ impl<'s> Session<'s> {
                 Ok(Work::Failed(e))
             }
         }
+    }
+
+    /// Read a 2D copy: the fixed part, the checks of both ends, then any host data.
+    fn read_copy_2d(&mut self, len: usize) -> Result<Work, End> {
+        let (o, data_len) = self.read_fixed::<ops::Memcpy2D>(len, |o| {
+            if o.src.kind.get() == ops::LOC_HOST {
+                o.width.get().saturating_mul(o.height.get())
+            } else {
+                0
+            }
+        })?;
+        match self.check_copy_2d(&o) {
+            Ok(work) => {
+                self.buf.clear();
+                self.buf.resize(data_len, 0);
+                self.link.recv_exact(&mut self.buf)?;
+                Ok(work)
+            }
+            Err(e) => {
+                discard(&mut *self.link, data_len)?;
+                Ok(Work::Failed(e))
+            }
+        }
+    }
+
+    /// One end of a 2D copy: where it is, and the device it belongs to (`None`: host).
+    fn loc_2d(&self, l: &ops::Loc2D, width: u64, height: u64) -> Result<(Mem2D, Option<u32>), Status> {
+        let (x, y) = (l.x.get(), l.y.get());
+        match l.kind.get() {
+            ops::LOC_HOST => Ok((Mem2D::Host, None)),
+            ops::LOC_DEVICE => {
+                let pitch = l.pitch.get();
+                if height > 1 && pitch < width {
+                    return Err(Status::INVALID_VALUE);
+                }
+                let start = y
+                    .checked_mul(pitch)
+                    .and_then(|o| o.checked_add(x))
+                    .and_then(|o| o.checked_add(l.addr.get()))
+                    .ok_or(Status::INVALID_VALUE)?;
+                let span =
+                    (height - 1).checked_mul(pitch).and_then(|o| o.checked_add(width)).ok_or(Status::INVALID_VALUE)?;
+                let (dev, _) = self.ranges.check(start, span)?;
+                Ok((Mem2D::Device { ptr: start, pitch }, Some(dev)))
+            }
+            ops::LOC_ARRAY => {
+                let a = *self.arrays.get(l.addr.get())?;
+                let fits_x = x.checked_add(width).is_some_and(|e| e <= a.row_bytes);
+                let fits_y = y.checked_add(height).is_some_and(|e| e <= a.rows);
+                if !fits_x || !fits_y {
+                    return Err(Status::INVALID_VALUE);
+                }
+                Ok((Mem2D::Array { raw: a.raw, x, y }, Some(a.dev)))
+            }
+            _ => Err(Status::INVALID_VALUE),
+        }
+    }
+
+    fn check_copy_2d(&self, o: &ops::Memcpy2D) -> Result<Work, Status> {
+        let (width, height) = (o.width.get(), o.height.get());
+        let empty = width == 0 || height == 0;
+        let (src, sdev) = if empty { (Mem2D::Host, None) } else { self.loc_2d(&o.src, width, height)? };
+        let (dst, ddev) = if empty { (Mem2D::Host, None) } else { self.loc_2d(&o.dst, width, height)? };
+        if empty {
+            return Ok(Work::Small(Opcode::Ping));
+        }
+        let mem_dev = match (sdev, ddev) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(d), None) | (None, Some(d)) => d,
+            // Host to host is the client's business.
+            (None, None) => return Err(Status::INVALID_VALUE),
+        };
+        let (dev, stream) = self.stream_for(o.stream.get(), mem_dev)?;
+        let out_len = if dst == Mem2D::Host {
+            usize::try_from(width.checked_mul(height).ok_or(Status::INVALID_VALUE)?)
+                .map_err(|_| Status::INVALID_VALUE)?
+        } else {
+            0
+        };
+        Ok(Work::Copy2D { dev, copy: Copy2D { src, dst, width, height }, stream, out_len })
     }
 
     /// Read a module image after checking its size and device.
@@ -548,6 +683,120 @@ impl<'s> Session<'s> {
                 let o: ops::Limit = op(p)?;
                 let dev = self.check_dev(o.device.get())?;
                 self.backend.ctx_set_limit(dev, o.limit.get(), o.value.get())
+            }
+            Opcode::CtxResetPersistingL2Cache => {
+                let o: ops::DeviceRef = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                self.backend.ctx_reset_persisting_l2(dev)
+            }
+            Opcode::ArrayCreate => {
+                let o: ops::ArrayCreate = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                if self.arrays.len() >= self.limits.max_arrays {
+                    return Err(Status::LIMIT_EXCEEDED);
+                }
+                let elem = ops::array_element_bytes(o.format.get(), o.channels.get()).ok_or(Status::INVALID_VALUE)?;
+                let desc = ArrayDesc {
+                    width: o.width.get(),
+                    height: o.height.get(),
+                    depth: o.depth.get(),
+                    format: o.format.get(),
+                    channels: o.channels.get(),
+                    flags: o.flags.get(),
+                };
+                let row_bytes = desc.width.checked_mul(u64::from(elem)).ok_or(Status::INVALID_VALUE)?;
+                let rows = desc.height.max(1).checked_mul(desc.depth.max(1)).ok_or(Status::INVALID_VALUE)?;
+                let raw = self.backend.array_create(dev, &desc)?;
+                let h = self.arrays.insert(Array { dev, raw, row_bytes, rows });
+                self.put(&ops::HandleReply { handle: U64::new(h) });
+                Ok(())
+            }
+            Opcode::ArrayDestroy => {
+                let o: ops::HandleRef = op(p)?;
+                let a = self.arrays.remove(o.handle.get())?;
+                self.backend.array_destroy(a.dev, a.raw)
+            }
+            Opcode::TexObjectCreate => {
+                let mut o: ops::TexObjectCreate = op(p)?;
+                let dev = match o.res_type.get() {
+                    ops::RES_ARRAY => {
+                        let a = *self.arrays.get(o.array.get())?;
+                        o.array = U64::new(a.raw);
+                        a.dev
+                    }
+                    ops::RES_LINEAR => self.ranges.check(o.ptr.get(), o.width.get())?.0,
+                    ops::RES_PITCH2D => {
+                        let elem =
+                            ops::array_element_bytes(o.format.get(), o.channels.get()).ok_or(Status::INVALID_VALUE)?;
+                        let row = o.width.get().checked_mul(u64::from(elem)).ok_or(Status::INVALID_VALUE)?;
+                        let span = o
+                            .height
+                            .get()
+                            .saturating_sub(1)
+                            .checked_mul(o.pitch.get())
+                            .and_then(|v| v.checked_add(row))
+                            .ok_or(Status::INVALID_VALUE)?;
+                        self.ranges.check(o.ptr.get(), span)?.0
+                    }
+                    _ => return Err(Status::INVALID_VALUE),
+                };
+                let t = self.backend.tex_object_create(dev, &o)?;
+                self.textures.insert(t, dev);
+                self.put(&ops::HandleReply { handle: U64::new(t) });
+                Ok(())
+            }
+            Opcode::TexObjectDestroy => {
+                let o: ops::HandleRef = op(p)?;
+                let dev = self.textures.remove(&o.handle.get()).ok_or(Status::INVALID_HANDLE)?;
+                self.backend.tex_object_destroy(dev, o.handle.get())
+            }
+            Opcode::SurfObjectCreate => {
+                let o: ops::HandleRef = op(p)?;
+                let a = *self.arrays.get(o.handle.get())?;
+                let t = self.backend.surf_object_create(a.dev, a.raw)?;
+                self.surfaces.insert(t, a.dev);
+                self.put(&ops::HandleReply { handle: U64::new(t) });
+                Ok(())
+            }
+            Opcode::SurfObjectDestroy => {
+                let o: ops::HandleRef = op(p)?;
+                let dev = self.surfaces.remove(&o.handle.get()).ok_or(Status::INVALID_HANDLE)?;
+                self.backend.surf_object_destroy(dev, o.handle.get())
+            }
+            Opcode::StreamSetAttribute | Opcode::StreamGetAttribute => {
+                let o: ops::StreamAttribute = op(p)?;
+                let attr = o.attr.get();
+                let known = [
+                    ops::STREAM_ATTR_ACCESS_POLICY_WINDOW,
+                    ops::STREAM_ATTR_SYNCHRONIZATION_POLICY,
+                    ops::STREAM_ATTR_PRIORITY,
+                ];
+                if !known.contains(&attr) {
+                    return Err(Status::INVALID_VALUE);
+                }
+                let (dev, raw) = self.stream(o.stream.get())?;
+                let dev = match dev {
+                    Some(d) => d,
+                    None => self.check_dev(o.device.get())?,
+                };
+                if opcode == Opcode::StreamGetAttribute {
+                    let value = self.backend.stream_get_attribute(dev, raw, attr)?;
+                    self.put(&ops::StreamAttributeReply { value });
+                    return Ok(());
+                }
+                if attr == ops::STREAM_ATTR_ACCESS_POLICY_WINDOW {
+                    // base_ptr, num_bytes: a window must lie in the session's memory.
+                    let word = |i: usize| {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&o.value[i * 8..i * 8 + 8]);
+                        u64::from_le_bytes(b)
+                    };
+                    let (base, len) = (word(0), word(1));
+                    if len > 0 && self.ranges.containing(base).is_none() {
+                        return Err(Status::INVALID_VALUE);
+                    }
+                }
+                self.backend.stream_set_attribute(dev, raw, attr, &o.value)
             }
             Opcode::DeviceCanAccessPeer => {
                 let o: ops::DevicePair = op(p)?;
@@ -787,6 +1036,24 @@ impl<'s> Session<'s> {
         self.functions.extract_if(|f| f.module == module);
     }
 
+    /// Destroy the texture and surface objects and the arrays of `dev` (`None`: of every device).
+    fn release_objects(&mut self, dev: Option<u32>) {
+        let mine = |d: u32| dev.is_none_or(|x| x == d);
+        let textures: Vec<(u64, u32)> = self.textures.iter().map(|(&t, &d)| (t, d)).filter(|&(_, d)| mine(d)).collect();
+        for (t, d) in textures {
+            self.textures.remove(&t);
+            let _ = self.backend.tex_object_destroy(d, t);
+        }
+        let surfaces: Vec<(u64, u32)> = self.surfaces.iter().map(|(&t, &d)| (t, d)).filter(|&(_, d)| mine(d)).collect();
+        for (t, d) in surfaces {
+            self.surfaces.remove(&t);
+            let _ = self.backend.surf_object_destroy(d, t);
+        }
+        for a in self.arrays.extract_if(|a| mine(a.dev)) {
+            let _ = self.backend.array_destroy(a.dev, a.raw);
+        }
+    }
+
     fn publish_totals(&self) {
         let (n, bytes) = self.ranges.allocation_totals();
         self.stats.live_allocations.store(n as u64, Ordering::Relaxed);
@@ -802,6 +1069,7 @@ impl<'s> Session<'s> {
         for s in self.streams.extract_if(|s| s.dev == dev) {
             let _ = self.backend.stream_destroy(s.dev, s.raw);
         }
+        self.release_objects(Some(dev));
         self.functions.extract_if(|f| f.dev == dev);
         for m in self.modules.extract_if(|m| m.dev == dev) {
             let _ = self.backend.module_unload(m.dev, m.raw);
@@ -826,6 +1094,7 @@ impl<'s> Session<'s> {
         for s in self.streams.drain() {
             let _ = self.backend.stream_destroy(s.dev, s.raw);
         }
+        self.release_objects(None);
         self.functions.drain();
         for m in self.modules.drain() {
             let _ = self.backend.module_unload(m.dev, m.raw);
@@ -930,5 +1199,122 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "collected output never sent");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+    }
+
+    fn reply_status(s: &mut Session<'_>, client: &mut dyn Link, opcode: Opcode, payload: &[u8]) -> (Status, Vec<u8>) {
+        let (hdr, _, body) = round_trip(s, client, opcode, payload);
+        (hdr.status(), body)
+    }
+
+    fn handle_of(body: &[u8]) -> u64 {
+        remora_wire::read::<ops::HandleReply>(body).unwrap().handle.get()
+    }
+
+    #[test]
+    fn arrays_copies_textures_and_release() {
+        let mut backend = EmulatedBackend::new(1);
+        let stats = SessionStats::default();
+        let (mut client, server) = pair();
+        let mut s = Session::new(&mut backend, server, Limits::default(), &stats);
+        let c = &mut *client;
+        let create = ops::ArrayCreate {
+            device: U32::new(0),
+            format: U32::new(0x20),
+            channels: U32::new(1),
+            flags: U32::new(0),
+            width: U64::new(8),
+            height: U64::new(4),
+            depth: U64::new(0),
+        };
+        let (st, body) = reply_status(&mut s, c, Opcode::ArrayCreate, create.as_bytes());
+        assert_eq!(st, Status::SUCCESS);
+        let arr = handle_of(&body);
+        let bad_format = ops::ArrayCreate { channels: U32::new(3), ..create };
+        assert_eq!(reply_status(&mut s, c, Opcode::ArrayCreate, bad_format.as_bytes()).0, Status::INVALID_VALUE);
+
+        // Host → array: 2 rows of 8 bytes at byte column 24, row 2, then read back the whole array.
+        let copy = |src, dst, width: u64, height: u64| ops::Memcpy2D {
+            src,
+            dst,
+            width: U64::new(width),
+            height: U64::new(height),
+            stream: U64::new(0),
+        };
+        let to_arr = copy(ops::Loc2D::host(), ops::Loc2D::new(ops::LOC_ARRAY, arr, 0, 24, 2), 8, 2);
+        let mut req = to_arr.as_bytes().to_vec();
+        req.extend_from_slice(&[5u8; 16]);
+        assert_eq!(reply_status(&mut s, c, Opcode::Memcpy2D, &req).0, Status::SUCCESS);
+        let read_all = copy(ops::Loc2D::new(ops::LOC_ARRAY, arr, 0, 0, 0), ops::Loc2D::host(), 32, 4);
+        let (st, body) = reply_status(&mut s, c, Opcode::Memcpy2D, read_all.as_bytes());
+        assert_eq!(st, Status::SUCCESS);
+        assert_eq!(body.len(), 128);
+        for (i, &v) in body.iter().enumerate() {
+            let inside = (2..4).contains(&(i / 32)) && i % 32 >= 24;
+            assert_eq!(v, if inside { 5 } else { 0 }, "byte {i}");
+        }
+
+        // Out of range: past the row, past the last row, into a stale handle, past device memory.
+        let past_row = copy(ops::Loc2D::host(), ops::Loc2D::new(ops::LOC_ARRAY, arr, 0, 28, 0), 8, 1);
+        let mut req = past_row.as_bytes().to_vec();
+        req.extend_from_slice(&[1u8; 8]);
+        assert_eq!(reply_status(&mut s, c, Opcode::Memcpy2D, &req).0, Status::INVALID_VALUE);
+        let past_end = copy(ops::Loc2D::new(ops::LOC_ARRAY, arr, 0, 0, 3), ops::Loc2D::host(), 32, 2);
+        assert_eq!(reply_status(&mut s, c, Opcode::Memcpy2D, past_end.as_bytes()).0, Status::INVALID_VALUE);
+        let stale = copy(ops::Loc2D::new(ops::LOC_ARRAY, arr + 1, 0, 0, 0), ops::Loc2D::host(), 4, 1);
+        assert_eq!(reply_status(&mut s, c, Opcode::Memcpy2D, stale.as_bytes()).0, Status::INVALID_HANDLE);
+        let (_, body) = reply_status(&mut s, c, Opcode::MemAlloc, ops::MemAlloc::new(0, 64).as_bytes());
+        let d = remora_wire::read::<ops::PtrReply>(&body).unwrap().ptr.get();
+        let too_far =
+            copy(ops::Loc2D::new(ops::LOC_ARRAY, arr, 0, 0, 0), ops::Loc2D::new(ops::LOC_DEVICE, d, 32, 0, 0), 32, 3);
+        assert_eq!(reply_status(&mut s, c, Opcode::Memcpy2D, too_far.as_bytes()).0, Status::OUT_OF_RANGE);
+        let fits =
+            copy(ops::Loc2D::new(ops::LOC_ARRAY, arr, 0, 0, 0), ops::Loc2D::new(ops::LOC_DEVICE, d, 32, 0, 0), 32, 2);
+        assert_eq!(reply_status(&mut s, c, Opcode::Memcpy2D, fits.as_bytes()).0, Status::SUCCESS);
+
+        // Texture and surface objects: created over the array, destroyed once.
+        let mut t: ops::TexObjectCreate = zerocopy::FromZeros::new_zeroed();
+        t.res_type = U32::new(ops::RES_ARRAY);
+        t.array = U64::new(arr);
+        let (st, body) = reply_status(&mut s, c, Opcode::TexObjectCreate, t.as_bytes());
+        assert_eq!(st, Status::SUCCESS);
+        let tex = handle_of(&body);
+        let tex_ref = ops::HandleRef { handle: U64::new(tex) };
+        assert_eq!(reply_status(&mut s, c, Opcode::TexObjectDestroy, tex_ref.as_bytes()).0, Status::SUCCESS);
+        assert_eq!(reply_status(&mut s, c, Opcode::TexObjectDestroy, tex_ref.as_bytes()).0, Status::INVALID_HANDLE);
+        t.res_type = U32::new(ops::RES_LINEAR);
+        t.ptr = U64::new(d);
+        t.format = U32::new(0x20);
+        t.channels = U32::new(1);
+        t.width = U64::new(65);
+        assert_eq!(reply_status(&mut s, c, Opcode::TexObjectCreate, t.as_bytes()).0, Status::OUT_OF_RANGE);
+        t.width = U64::new(64);
+        assert_eq!(reply_status(&mut s, c, Opcode::TexObjectCreate, t.as_bytes()).0, Status::SUCCESS);
+        let arr_ref = ops::HandleRef { handle: U64::new(arr) };
+        assert_eq!(reply_status(&mut s, c, Opcode::SurfObjectCreate, arr_ref.as_bytes()).0, Status::SUCCESS);
+
+        // An access policy window must lie in the session's memory.
+        let mut attr = ops::StreamAttribute {
+            stream: U64::new(0),
+            attr: U32::new(ops::STREAM_ATTR_ACCESS_POLICY_WINDOW),
+            device: U32::new(0),
+            value: [0; 64],
+        };
+        attr.value[..8].copy_from_slice(&0x1234u64.to_le_bytes());
+        attr.value[8..16].copy_from_slice(&64u64.to_le_bytes());
+        assert_eq!(reply_status(&mut s, c, Opcode::StreamSetAttribute, attr.as_bytes()).0, Status::INVALID_VALUE);
+        attr.value[..8].copy_from_slice(&d.to_le_bytes());
+        assert_eq!(reply_status(&mut s, c, Opcode::StreamSetAttribute, attr.as_bytes()).0, Status::SUCCESS);
+        let (st, body) = reply_status(&mut s, c, Opcode::StreamGetAttribute, attr.as_bytes());
+        assert_eq!(st, Status::SUCCESS);
+        assert_eq!(remora_wire::read::<ops::StreamAttributeReply>(&body).unwrap().value, attr.value);
+        attr.attr = U32::new(2);
+        assert_eq!(reply_status(&mut s, c, Opcode::StreamSetAttribute, attr.as_bytes()).0, Status::INVALID_VALUE);
+
+        // The session ends with an array, a texture and a surface alive: all released.
+        assert_eq!((s.arrays.len(), s.textures.len(), s.surfaces.len()), (1, 1, 1));
+        s.release_all();
+        assert_eq!((s.arrays.len(), s.textures.len(), s.surfaces.len()), (0, 0, 0));
+        drop(s);
+        assert!(backend.arrays_and_objects_released());
     }
 }

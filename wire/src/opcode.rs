@@ -70,6 +70,8 @@ opcodes! {
     CtxGetLimit = 0x0018,
     /// [`crate::ops::Limit`] → empty: `cuCtxSetLimit`.
     CtxSetLimit = 0x0019,
+    /// [`crate::ops::DeviceRef`] → empty: `cuCtxResetPersistingL2Cache`.
+    CtxResetPersistingL2Cache = 0x001a,
     // --- memory (0x002x) ---
     /// [`crate::ops::MemAlloc`] → [`crate::ops::PtrReply`].
     MemAlloc = 0x0020,
@@ -96,6 +98,10 @@ opcodes! {
     StreamQuery = 0x0033,
     /// [`crate::ops::StreamWaitEvent`] → empty.
     StreamWaitEvent = 0x0034,
+    /// [`crate::ops::StreamAttribute`] → empty: `cuStreamSetAttribute`.
+    StreamSetAttribute = 0x0035,
+    /// [`crate::ops::StreamAttribute`] (`value` ignored) → [`crate::ops::StreamAttributeReply`].
+    StreamGetAttribute = 0x0036,
     // --- events (0x004x) ---
     /// [`crate::ops::EventCreate`] → [`crate::ops::HandleReply`].
     EventCreate = 0x0040,
@@ -130,6 +136,22 @@ opcodes! {
     OccupancyMaxActiveBlocks = 0x0058,
     /// [`crate::ops::FuncAttribute`] (`attribute` = `CUfunc_cache`) → empty: `cuFuncSetCacheConfig`.
     FuncSetCacheConfig = 0x0059,
+    // --- arrays, textures, surfaces (0x006x) ---
+    /// [`crate::ops::ArrayCreate`] → [`crate::ops::HandleReply`]: `cuArray3DCreate`.
+    ArrayCreate = 0x0060,
+    /// [`crate::ops::HandleRef`] → empty: `cuArrayDestroy`.
+    ArrayDestroy = 0x0061,
+    /// [`crate::ops::Memcpy2D`] (+ data from host) → empty or data to host: `cuMemcpy2D`.
+    /// Async when flagged `NO_REPLY` (only without a host destination).
+    Memcpy2D = 0x0062,
+    /// [`crate::ops::TexObjectCreate`] → [`crate::ops::HandleReply`] (the `CUtexObject`).
+    TexObjectCreate = 0x0063,
+    /// [`crate::ops::HandleRef`] (a `CUtexObject`) → empty.
+    TexObjectDestroy = 0x0064,
+    /// [`crate::ops::HandleRef`] (an array handle) → [`crate::ops::HandleReply`] (the `CUsurfObject`).
+    SurfObjectCreate = 0x0065,
+    /// [`crate::ops::HandleRef`] (a `CUsurfObject`) → empty.
+    SurfObjectDestroy = 0x0066,
 }
 
 #[cfg(test)]

@@ -407,6 +407,88 @@ impl Client {
         self.call_unit(Opcode::CtxSetLimit, req.as_bytes())
     }
 
+    /// `cuCtxResetPersistingL2Cache` on a device's context.
+    pub fn ctx_reset_persisting_l2(&self, dev: u32) -> Result<(), Status> {
+        let req = ops::DeviceRef { device: U32::new(dev) };
+        self.call_unit(Opcode::CtxResetPersistingL2Cache, req.as_bytes())
+    }
+
+    // --- arrays, textures, surfaces ---
+
+    /// Create a CUDA array (`CUarray_format`, 1/2/4 channels, `CUDA_ARRAY3D_*` flags).
+    #[allow(clippy::too_many_arguments)]
+    pub fn array_create(
+        &self,
+        dev: u32,
+        format: u32,
+        channels: u32,
+        flags: u32,
+        width: u64,
+        height: u64,
+        depth: u64,
+    ) -> Result<u64, Status> {
+        let req = ops::ArrayCreate {
+            device: U32::new(dev),
+            format: U32::new(format),
+            channels: U32::new(channels),
+            flags: U32::new(flags),
+            width: U64::new(width),
+            height: U64::new(height),
+            depth: U64::new(depth),
+        };
+        self.call::<ops::HandleReply>(Opcode::ArrayCreate, req.as_bytes(), &[]).map(|r| r.handle.get())
+    }
+
+    /// Destroy a CUDA array.
+    pub fn array_destroy(&self, array: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::ArrayDestroy, ops::HandleRef { handle: U64::new(array) }.as_bytes())
+    }
+
+    /// A 2D copy of `height` rows of `width` bytes. A host source is `host_src` (packed), a host
+    /// destination `host_dst` (packed, filled before this returns). `wait` false makes a copy
+    /// without a host destination fire-and-forget.
+    #[allow(clippy::too_many_arguments)]
+    pub fn memcpy_2d(
+        &self,
+        src: ops::Loc2D,
+        dst: ops::Loc2D,
+        width: u64,
+        height: u64,
+        host_src: &[u8],
+        host_dst: Option<&mut [u8]>,
+        stream: u64,
+        wait: bool,
+    ) -> Result<(), Status> {
+        let req =
+            ops::Memcpy2D { src, dst, width: U64::new(width), height: U64::new(height), stream: U64::new(stream) };
+        match host_dst {
+            Some(out) => self.call_inner(Opcode::Memcpy2D, req.as_bytes(), host_src, Into::Slice(out)).map(drop),
+            None if wait => self.call_inner(Opcode::Memcpy2D, req.as_bytes(), host_src, Into::Vec).map(drop),
+            None => self.post(Opcode::Memcpy2D, req.as_bytes(), host_src),
+        }
+    }
+
+    /// Create a texture object; returns the driver's `CUtexObject`.
+    pub fn tex_object_create(&self, desc: &ops::TexObjectCreate) -> Result<u64, Status> {
+        self.call::<ops::HandleReply>(Opcode::TexObjectCreate, desc.as_bytes(), &[]).map(|r| r.handle.get())
+    }
+
+    /// Destroy a texture object.
+    pub fn tex_object_destroy(&self, tex: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::TexObjectDestroy, ops::HandleRef { handle: U64::new(tex) }.as_bytes())
+    }
+
+    /// Create a surface object over an array; returns the driver's `CUsurfObject`.
+    pub fn surf_object_create(&self, array: u64) -> Result<u64, Status> {
+        let req = ops::HandleRef { handle: U64::new(array) };
+        self.call::<ops::HandleReply>(Opcode::SurfObjectCreate, req.as_bytes(), &[]).map(|r| r.handle.get())
+    }
+
+    /// Destroy a surface object.
+    pub fn surf_object_destroy(&self, surf: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::SurfObjectDestroy, ops::HandleRef { handle: U64::new(surf) }.as_bytes())
+    }
+
     // --- memory ---
 
     /// Allocate device memory.
@@ -510,6 +592,24 @@ impl Client {
     /// Whether a stream's work is complete.
     pub fn stream_query(&self, stream: u64) -> Result<bool, Status> {
         completed(self.call_unit(Opcode::StreamQuery, ops::HandleRef { handle: U64::new(stream) }.as_bytes()))
+    }
+
+    /// `cuStreamSetAttribute` (`value`: a `CUstreamAttrValue`).
+    /// `dev` names the device whose legacy default stream `stream` 0 is.
+    pub fn stream_set_attribute(&self, dev: u32, stream: u64, attr: u32, value: [u8; 64]) -> Result<(), Status> {
+        let req = ops::StreamAttribute { stream: U64::new(stream), attr: U32::new(attr), device: U32::new(dev), value };
+        self.call_unit(Opcode::StreamSetAttribute, req.as_bytes())
+    }
+
+    /// `cuStreamGetAttribute`: the 64-byte `CUstreamAttrValue`.
+    pub fn stream_get_attribute(&self, dev: u32, stream: u64, attr: u32) -> Result<[u8; 64], Status> {
+        let req = ops::StreamAttribute {
+            stream: U64::new(stream),
+            attr: U32::new(attr),
+            device: U32::new(dev),
+            value: [0; 64],
+        };
+        self.call::<ops::StreamAttributeReply>(Opcode::StreamGetAttribute, req.as_bytes(), &[]).map(|r| r.value)
     }
 
     /// Make `stream` wait for `event` (fire-and-forget).

@@ -338,6 +338,121 @@ pub struct CudaChannelFormatDesc {
     pub f: c_int,
 }
 
+/// `struct cudaResourceDesc` (`cudaCreateTextureObject`, `cudaCreateSurfaceObject`). The `res`
+/// union is kept as its 128 bytes; [`CudaResourceDesc::array`], [`CudaResourceDesc::linear`] and
+/// [`CudaResourceDesc::pitch2D`] read its members at their C offsets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CudaResourceDesc {
+    /// `enum cudaResourceType resType`: one of the `cudaResourceType*` constants.
+    pub resType: c_int,
+    /// Padding before the union (C aligns it to 8).
+    pub _pad: c_int,
+    /// `union { array; mipmap; linear; pitch2D; reserved }`, as 16 words.
+    pub res: [u64; 16],
+    /// `unsigned int flags` (must be zero).
+    pub flags: c_uint,
+    /// Tail padding.
+    pub _pad2: c_uint,
+}
+
+/// `res.linear` of a [`CudaResourceDesc`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CudaResourceLinear {
+    /// `void *devPtr`.
+    pub devPtr: u64,
+    /// `struct cudaChannelFormatDesc desc`.
+    pub desc: CudaChannelFormatDesc,
+    /// `size_t sizeInBytes`.
+    pub sizeInBytes: u64,
+}
+
+/// `res.pitch2D` of a [`CudaResourceDesc`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CudaResourcePitch2D {
+    /// `void *devPtr`.
+    pub devPtr: u64,
+    /// `struct cudaChannelFormatDesc desc`.
+    pub desc: CudaChannelFormatDesc,
+    /// `size_t width` (elements).
+    pub width: u64,
+    /// `size_t height`.
+    pub height: u64,
+    /// `size_t pitchInBytes`.
+    pub pitchInBytes: u64,
+}
+
+impl CudaResourceDesc {
+    /// The channel descriptor that `linear` and `pitch2D` keep at union offset 8.
+    fn union_desc(&self) -> CudaChannelFormatDesc {
+        let bytes = self.res.as_bytes();
+        CudaChannelFormatDesc::read_from_bytes(&bytes[8..8 + core::mem::size_of::<CudaChannelFormatDesc>()])
+            .unwrap_or_default()
+    }
+
+    /// `res.array.array` (also `res.mipmap.mipmap`): the handle.
+    pub fn array(&self) -> u64 {
+        self.res[0]
+    }
+
+    /// `res.linear`: devPtr at 0, desc at 8, sizeInBytes at 32.
+    pub fn linear(&self) -> CudaResourceLinear {
+        CudaResourceLinear { devPtr: self.res[0], desc: self.union_desc(), sizeInBytes: self.res[4] }
+    }
+
+    /// `res.pitch2D`: devPtr at 0, desc at 8, width at 32, height at 40, pitchInBytes at 48.
+    pub fn pitch2D(&self) -> CudaResourcePitch2D {
+        CudaResourcePitch2D {
+            devPtr: self.res[0],
+            desc: self.union_desc(),
+            width: self.res[4],
+            height: self.res[5],
+            pitchInBytes: self.res[6],
+        }
+    }
+}
+
+/// `struct cudaTextureDesc` (`cudaCreateTextureObject`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CudaTextureDesc {
+    /// `enum cudaTextureAddressMode addressMode[3]`.
+    pub addressMode: [c_int; 3],
+    /// `enum cudaTextureFilterMode filterMode`.
+    pub filterMode: c_int,
+    /// `enum cudaTextureReadMode readMode`.
+    pub readMode: c_int,
+    pub sRGB: c_int,
+    pub borderColor: [f32; 4],
+    pub normalizedCoords: c_int,
+    pub maxAnisotropy: c_uint,
+    /// `enum cudaTextureFilterMode mipmapFilterMode`.
+    pub mipmapFilterMode: c_int,
+    pub mipmapLevelBias: f32,
+    pub minMipmapLevelClamp: f32,
+    pub maxMipmapLevelClamp: f32,
+    pub disableTrilinearOptimization: c_int,
+    pub seamlessCubemap: c_int,
+}
+
+/// `struct cudaResourceViewDesc` (`cudaCreateTextureObject`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CudaResourceViewDesc {
+    /// `enum cudaResourceViewFormat format`.
+    pub format: c_int,
+    /// Padding before `width`.
+    pub _pad: c_int,
+    pub width: usize,
+    pub height: usize,
+    pub depth: usize,
+    pub firstMipmapLevel: c_uint,
+    pub lastMipmapLevel: c_uint,
+    pub firstLayer: c_uint,
+    pub lastLayer: c_uint,
+    pub reserved: [c_uint; 16],
+}
+
 /// `struct cudaPitchedPtr`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromZeros, Immutable, KnownLayout)]

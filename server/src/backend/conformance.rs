@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::demo_kernels as demo;
-use super::{Backend, LaunchConfig};
+use super::{ArrayDesc, Backend, Copy2D, LaunchConfig, Mem2D};
+use remora_wire::ops::{self, TexObjectCreate};
 use remora_wire::Status;
+use remora_wire::{U32, U64};
 
 fn cfg(grid: u32, block: u32) -> LaunchConfig {
     LaunchConfig { grid: [grid, 1, 1], block: [block, 1, 1], shared_mem: 0, cooperative: false }
@@ -27,7 +29,77 @@ pub(super) fn run_all(b: &mut dyn Backend) {
     devices(b);
     memory(b);
     streams_and_events(b);
+    arrays_and_textures(b);
     kernels(b);
+}
+
+/// A 16 × 8 float array: host ↔ array copies (whole and a rectangle), array ↔ device memory,
+/// array → array, a texture and a surface object over it, a stream's access policy window.
+fn arrays_and_textures(b: &mut dyn Backend) {
+    let desc = ArrayDesc { width: 16, height: 8, depth: 0, format: 0x20, channels: 1, flags: 0 };
+    let arr = b.array_create(0, &desc).unwrap();
+    let arr2 = b.array_create(0, &desc).unwrap();
+    let host: Vec<u8> = (0..16 * 8 * 4).map(|i| (i % 251) as u8).collect();
+    let whole = |src, dst| Copy2D { src, dst, width: 64, height: 8 };
+    let at = |raw, x, y| Mem2D::Array { raw, x, y };
+    b.memcpy_2d(0, &whole(Mem2D::Host, at(arr, 0, 0)), &host, &mut [], None).unwrap();
+    let mut back = vec![0u8; host.len()];
+    b.memcpy_2d(0, &whole(at(arr, 0, 0), Mem2D::Host), &[], &mut back, None).unwrap();
+    assert_eq!(back, host);
+    // A 2 × 3 rectangle at byte column 8, row 2.
+    let patch = [0xeeu8; 24];
+    let rect = Copy2D { src: Mem2D::Host, dst: at(arr, 8, 2), width: 8, height: 3 };
+    b.memcpy_2d(0, &rect, &patch, &mut [], None).unwrap();
+    b.memcpy_2d(0, &whole(at(arr, 0, 0), Mem2D::Host), &[], &mut back, None).unwrap();
+    for (i, (&got, &was)) in back.iter().zip(&host).enumerate() {
+        let (row, col) = (i / 64, i % 64);
+        let inside = (2..5).contains(&row) && (8..16).contains(&col);
+        assert_eq!(got, if inside { 0xee } else { was }, "byte {i}");
+    }
+    // Array → device (pitch 128) → array2 → host.
+    let d = b.mem_alloc(0, 128 * 8).unwrap();
+    let dev_end = Mem2D::Device { ptr: d, pitch: 128 };
+    b.memcpy_2d(0, &whole(at(arr, 0, 0), dev_end), &[], &mut [], None).unwrap();
+    b.memcpy_2d(0, &whole(dev_end, at(arr2, 0, 0)), &[], &mut [], None).unwrap();
+    let mut back2 = vec![0u8; host.len()];
+    b.memcpy_2d(0, &whole(at(arr2, 0, 0), Mem2D::Host), &[], &mut back2, None).unwrap();
+    assert_eq!(back2, back);
+    b.memcpy_2d(0, &whole(at(arr, 0, 0), at(arr2, 0, 0)), &[], &mut [], None).unwrap();
+
+    let mut t: TexObjectCreate = zerocopy::FromZeros::new_zeroed();
+    t.res_type = U32::new(ops::RES_ARRAY);
+    t.array = U64::new(arr);
+    t.address_mode = [U32::new(1); 3];
+    let tex = b.tex_object_create(0, &t).unwrap();
+    assert_ne!(tex, 0);
+    b.tex_object_destroy(0, tex).unwrap();
+    assert_eq!(b.tex_object_destroy(0, tex), Err(Status::INVALID_HANDLE));
+    let surf_desc = ArrayDesc { flags: 2, ..desc };
+    let sarr = b.array_create(0, &surf_desc).unwrap();
+    let surf = b.surf_object_create(0, sarr).unwrap();
+    b.surf_object_destroy(0, surf).unwrap();
+
+    // An access policy window on a stream reads back (hitProp persisting = 2).
+    let s = b.stream_create(0, 0, 0).unwrap();
+    let mut v = [0u8; 64];
+    v[..8].copy_from_slice(&d.to_le_bytes());
+    v[8..16].copy_from_slice(&1024u64.to_le_bytes());
+    v[16..20].copy_from_slice(&0.5f32.to_le_bytes());
+    v[20..24].copy_from_slice(&2u32.to_le_bytes());
+    v[24..28].copy_from_slice(&1u32.to_le_bytes());
+    b.stream_set_attribute(0, Some(s), ops::STREAM_ATTR_ACCESS_POLICY_WINDOW, &v).unwrap();
+    let r = b.stream_get_attribute(0, Some(s), ops::STREAM_ATTR_ACCESS_POLICY_WINDOW).unwrap();
+    assert_eq!(r[20..24], v[20..24], "hitProp");
+    v[8..16].fill(0);
+    b.stream_set_attribute(0, Some(s), ops::STREAM_ATTR_ACCESS_POLICY_WINDOW, &v).unwrap();
+    b.ctx_reset_persisting_l2(0).unwrap();
+    b.stream_destroy(0, s).unwrap();
+
+    for a in [arr, arr2, sarr] {
+        b.array_destroy(0, a).unwrap();
+    }
+    assert_eq!(b.array_destroy(0, arr), Err(Status::INVALID_HANDLE));
+    b.mem_free(0, d).unwrap();
 }
 
 fn devices(b: &mut dyn Backend) {

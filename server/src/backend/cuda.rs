@@ -30,7 +30,8 @@ use remora_wire::ops::{DeviceInfo, DEVICE_ATTRIBUTE_SLOTS};
 use remora_wire::{Status, I32, U64};
 use zerocopy::{FromZeros, IntoBytes};
 
-use super::{Backend, LaunchConfig, RawStream, Res};
+use super::{ArrayDesc, Backend, Copy2D, LaunchConfig, Mem2D, RawStream, Res};
+use remora_wire::ops::TexObjectCreate;
 
 /// `CUresult` as the C `enum` it is: an `int`-sized number.
 type CuResult = c_uint;
@@ -125,6 +126,16 @@ driver_api! {
     func_set_cache_config = "cuFuncSetCacheConfig": fn(sys::CUfunction, c_int);
     ctx_get_limit = "cuCtxGetLimit": fn(*mut usize, c_int);
     ctx_set_limit = "cuCtxSetLimit": fn(c_int, usize);
+    ctx_reset_persisting_l2 = "cuCtxResetPersistingL2Cache": fn();
+    array_create = "cuArray3DCreate_v2": fn(*mut sys::CUarray, *const Array3DDescriptor);
+    array_destroy = "cuArrayDestroy": fn(sys::CUarray);
+    memcpy_2d = "cuMemcpy2DAsync_v2": fn(*const Memcpy2DParams, sys::CUstream);
+    tex_object_create = "cuTexObjectCreate": fn(*mut u64, *const ResourceDesc, *const TextureDesc, *const ResourceViewDesc);
+    tex_object_destroy = "cuTexObjectDestroy": fn(u64);
+    surf_object_create = "cuSurfObjectCreate": fn(*mut u64, *const ResourceDesc);
+    surf_object_destroy = "cuSurfObjectDestroy": fn(u64);
+    stream_set_attribute = "cuStreamSetAttribute": fn(sys::CUstream, c_int, *const [u8; 64]);
+    stream_get_attribute = "cuStreamGetAttribute": fn(sys::CUstream, c_int, *mut [u8; 64]);
     occupancy = "cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags": fn(*mut c_int, sys::CUfunction, c_int, usize, c_uint);
     launch_kernel = "cuLaunchKernel": fn(
         sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
@@ -135,6 +146,84 @@ driver_api! {
         *mut *mut c_void,
     );
 }
+
+// cuda.h's descriptor structs, with their enums as the plain integers they are in C (see the
+// module docs): a format or mode number the client sends is then just a number to the driver.
+
+/// `CUDA_ARRAY3D_DESCRIPTOR`.
+#[repr(C)]
+struct Array3DDescriptor {
+    width: usize,
+    height: usize,
+    depth: usize,
+    format: c_uint,
+    num_channels: c_uint,
+    flags: c_uint,
+}
+
+/// `CUDA_MEMCPY2D`.
+#[repr(C)]
+struct Memcpy2DParams {
+    src_x_in_bytes: usize,
+    src_y: usize,
+    src_memory_type: c_uint,
+    src_host: *const c_void,
+    src_device: sys::CUdeviceptr,
+    src_array: sys::CUarray,
+    src_pitch: usize,
+    dst_x_in_bytes: usize,
+    dst_y: usize,
+    dst_memory_type: c_uint,
+    dst_host: *mut c_void,
+    dst_device: sys::CUdeviceptr,
+    dst_array: sys::CUarray,
+    dst_pitch: usize,
+    width_in_bytes: usize,
+    height: usize,
+}
+
+/// `CUDA_RESOURCE_DESC`: `res_type`, then a 128-byte union (as `u64`s; the `pitch2D` member
+/// is the largest named one: address, format and channels, width, height, pitch), then flags.
+#[repr(C)]
+struct ResourceDesc {
+    res_type: c_uint,
+    res: [u64; 16],
+    flags: c_uint,
+}
+
+/// `CUDA_TEXTURE_DESC`.
+#[repr(C)]
+struct TextureDesc {
+    address_mode: [c_uint; 3],
+    filter_mode: c_uint,
+    flags: c_uint,
+    max_anisotropy: c_uint,
+    mipmap_filter_mode: c_uint,
+    mipmap_level_bias: f32,
+    min_mipmap_level_clamp: f32,
+    max_mipmap_level_clamp: f32,
+    border_color: [f32; 4],
+    reserved: [c_int; 12],
+}
+
+/// `CUDA_RESOURCE_VIEW_DESC`.
+#[repr(C)]
+struct ResourceViewDesc {
+    format: c_uint,
+    width: usize,
+    height: usize,
+    depth: usize,
+    first_mipmap_level: c_uint,
+    last_mipmap_level: c_uint,
+    first_layer: c_uint,
+    last_layer: c_uint,
+    reserved: [c_uint; 16],
+}
+
+/// `CU_MEMORYTYPE_HOST`, `_DEVICE`, `_ARRAY`.
+const MEMORYTYPE_HOST: c_uint = 1;
+const MEMORYTYPE_DEVICE: c_uint = 2;
+const MEMORYTYPE_ARRAY: c_uint = 3;
 
 /// The driver's entry points, resolved once per process; `Err` where there is no usable libcuda.
 fn api() -> Result<&'static Api, String> {
@@ -203,6 +292,9 @@ pub struct CudaBackend {
     events: HashMap<u64, u32>,
     modules: HashMap<u64, ModuleRec>,
     functions: HashMap<u64, u32>,
+    arrays: HashMap<u64, u32>,
+    /// Texture and surface objects (plain integers to the driver, not pointers).
+    objects: HashMap<u64, u32>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -244,6 +336,8 @@ impl CudaBackend {
             events: HashMap::new(),
             modules: HashMap::new(),
             functions: HashMap::new(),
+            arrays: HashMap::new(),
+            objects: HashMap::new(),
         };
         for ordinal in 0..n {
             let mut dev: sys::CUdevice = 0;
@@ -306,12 +400,43 @@ impl CudaBackend {
         }
     }
 
+    fn array(&self, dev: u32, array: u64) -> Res<sys::CUarray> {
+        if self.arrays.get(&array) == Some(&dev) {
+            handle_to_ptr(array)
+        } else {
+            Err(Status::INVALID_HANDLE)
+        }
+    }
+
     fn attribute_raw(&self, dev: sys::CUdevice, attr: c_int) -> Res<i32> {
         let mut v: c_int = 0;
         // SAFETY: `v` is a live, writable c_int; an attribute number the driver does not know is
         // an error code, not undefined behaviour, because it is passed as a plain int.
         check(unsafe { (self.api.device_get_attribute)(&mut v, attr, dev) })?;
         Ok(v)
+    }
+}
+
+impl CudaBackend {
+    /// The `CUDA_RESOURCE_DESC` of a texture request.
+    fn resource(&self, dev: u32, d: &TexObjectCreate) -> Res<ResourceDesc> {
+        let mut r = ResourceDesc { res_type: d.res_type.get(), res: [0; 16], flags: 0 };
+        let format_channels = u64::from(d.format.get()) | (u64::from(d.channels.get()) << 32);
+        match d.res_type.get() {
+            remora_wire::ops::RES_ARRAY => r.res[0] = ptr_to_handle(self.array(dev, d.array.get())?),
+            // linear: devPtr, format + numChannels, sizeInBytes.
+            remora_wire::ops::RES_LINEAR => r.res[..3].copy_from_slice(&[d.ptr.get(), format_channels, d.width.get()]),
+            // pitch2D: devPtr, format + numChannels, width, height, pitchInBytes.
+            remora_wire::ops::RES_PITCH2D => r.res[..5].copy_from_slice(&[
+                d.ptr.get(),
+                format_channels,
+                d.width.get(),
+                d.height.get(),
+                d.pitch.get(),
+            ]),
+            _ => return Err(Status::INVALID_VALUE),
+        }
+        Ok(r)
     }
 }
 
@@ -529,6 +654,12 @@ impl Backend for CudaBackend {
         Ok(can != 0)
     }
 
+    fn ctx_reset_persisting_l2(&mut self, dev: u32) -> Res<()> {
+        self.enter(dev)?;
+        // SAFETY: the device's context is current; no arguments.
+        check(unsafe { (self.api.ctx_reset_persisting_l2)() })
+    }
+
     fn pci_bus_id(&mut self, dev: u32) -> Option<String> {
         let d = self.devices.get(usize::try_from(dev).ok()?)?.dev;
         let mut buf = [0 as c_char; 32];
@@ -595,6 +726,200 @@ impl Backend for CudaBackend {
             _ => return Err(Status::INVALID_VALUE),
         };
         check(r)
+    }
+
+    fn array_create(&mut self, dev: u32, d: &ArrayDesc) -> Res<u64> {
+        self.enter(dev)?;
+        let desc = Array3DDescriptor {
+            width: len_usize(d.width)?,
+            height: len_usize(d.height)?,
+            depth: len_usize(d.depth)?,
+            format: d.format,
+            num_channels: d.channels,
+            flags: d.flags,
+        };
+        let mut a: sys::CUarray = ptr::null_mut();
+        // SAFETY: `a` is a live, writable CUarray; `desc` is a complete CUDA_ARRAY3D_DESCRIPTOR
+        // (the driver checks its values).
+        check(unsafe { (self.api.array_create)(&mut a, &desc) })?;
+        let h = ptr_to_handle(a);
+        self.arrays.insert(h, dev);
+        Ok(h)
+    }
+
+    fn array_destroy(&mut self, dev: u32, array: u64) -> Res<()> {
+        self.enter(dev)?;
+        let a = self.array(dev, array)?;
+        // SAFETY: `a` is a live array this backend created; it is forgotten below.
+        let r = check(unsafe { (self.api.array_destroy)(a) });
+        self.arrays.remove(&array);
+        r
+    }
+
+    fn memcpy_2d(&mut self, dev: u32, c: &Copy2D, host_src: &[u8], host_dst: &mut [u8], stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        let width = len_usize(c.width)?;
+        let height = len_usize(c.height)?;
+        if width == 0 || height == 0 {
+            return Ok(());
+        }
+        let packed = width.checked_mul(height).ok_or(Status::INVALID_VALUE)?;
+        let mut p = Memcpy2DParams {
+            src_x_in_bytes: 0,
+            src_y: 0,
+            src_memory_type: MEMORYTYPE_HOST,
+            src_host: ptr::null(),
+            src_device: 0,
+            src_array: ptr::null_mut(),
+            src_pitch: 0,
+            dst_x_in_bytes: 0,
+            dst_y: 0,
+            dst_memory_type: MEMORYTYPE_HOST,
+            dst_host: ptr::null_mut(),
+            dst_device: 0,
+            dst_array: ptr::null_mut(),
+            dst_pitch: 0,
+            width_in_bytes: width,
+            height,
+        };
+        let host_involved = matches!(c.src, Mem2D::Host) || matches!(c.dst, Mem2D::Host);
+        match c.src {
+            Mem2D::Host => {
+                if host_src.len() != packed {
+                    return Err(Status::INVALID_VALUE);
+                }
+                p.src_host = host_src.as_ptr().cast();
+                p.src_pitch = width;
+            }
+            Mem2D::Device { ptr, pitch } => {
+                p.src_memory_type = MEMORYTYPE_DEVICE;
+                p.src_device = ptr;
+                p.src_pitch = len_usize(pitch)?;
+            }
+            Mem2D::Array { raw, x, y } => {
+                p.src_memory_type = MEMORYTYPE_ARRAY;
+                p.src_array = self.array(dev, raw)?;
+                p.src_x_in_bytes = len_usize(x)?;
+                p.src_y = len_usize(y)?;
+            }
+        }
+        match c.dst {
+            Mem2D::Host => {
+                if host_dst.len() != packed {
+                    return Err(Status::INVALID_VALUE);
+                }
+                p.dst_host = host_dst.as_mut_ptr().cast();
+                p.dst_pitch = width;
+            }
+            Mem2D::Device { ptr, pitch } => {
+                p.dst_memory_type = MEMORYTYPE_DEVICE;
+                p.dst_device = ptr;
+                p.dst_pitch = len_usize(pitch)?;
+            }
+            Mem2D::Array { raw, x, y } => {
+                p.dst_memory_type = MEMORYTYPE_ARRAY;
+                p.dst_array = self.array(dev, raw)?;
+                p.dst_x_in_bytes = len_usize(x)?;
+                p.dst_y = len_usize(y)?;
+            }
+        }
+        // SAFETY: `p` is a complete CUDA_MEMCPY2D; its host pointers are `host_src` (readable)
+        // and `host_dst` (writable), each checked above to hold `width × height` bytes and
+        // borrowed until the stream synchronisation below has finished the copy; arrays are
+        // live ones of this device; device addresses are only numbers the driver checks.
+        check(unsafe { (self.api.memcpy_2d)(&p, s) })?;
+        if host_involved {
+            // SAFETY: `s` is null or a live stream of this context.
+            check(unsafe { (self.api.stream_synchronize)(s) })?;
+        }
+        Ok(())
+    }
+
+    fn tex_object_create(&mut self, dev: u32, d: &TexObjectCreate) -> Res<u64> {
+        self.enter(dev)?;
+        let res = self.resource(dev, d)?;
+        let tex = TextureDesc {
+            address_mode: d.address_mode.map(|m| m.get()),
+            filter_mode: d.filter_mode.get(),
+            flags: d.flags.get(),
+            max_anisotropy: d.max_anisotropy.get(),
+            mipmap_filter_mode: d.mipmap_filter_mode.get(),
+            mipmap_level_bias: d.mipmap_level_bias.get(),
+            min_mipmap_level_clamp: d.min_mipmap_level_clamp.get(),
+            max_mipmap_level_clamp: d.max_mipmap_level_clamp.get(),
+            border_color: d.border_color.map(|c| c.get()),
+            reserved: [0; 12],
+        };
+        let view = ResourceViewDesc {
+            format: d.view_format.get(),
+            width: len_usize(d.view_width.get())?,
+            height: len_usize(d.view_height.get())?,
+            depth: len_usize(d.view_depth.get())?,
+            first_mipmap_level: d.view_first_mip.get(),
+            last_mipmap_level: d.view_last_mip.get(),
+            first_layer: d.view_first_layer.get(),
+            last_layer: d.view_last_layer.get(),
+            reserved: [0; 16],
+        };
+        let view_ptr: *const ResourceViewDesc = if d.has_view.get() != 0 { &view } else { ptr::null() };
+        let mut t: u64 = 0;
+        // SAFETY: `t` is a live, writable CUtexObject; the descriptors are complete and live for
+        // the call (the view is null or `view`); any array in `res` is a live one of this device.
+        check(unsafe { (self.api.tex_object_create)(&mut t, &res, &tex, view_ptr) })?;
+        self.objects.insert(t, dev);
+        Ok(t)
+    }
+
+    fn tex_object_destroy(&mut self, dev: u32, tex: u64) -> Res<()> {
+        self.enter(dev)?;
+        if self.objects.get(&tex) != Some(&dev) {
+            return Err(Status::INVALID_HANDLE);
+        }
+        self.objects.remove(&tex);
+        // SAFETY: `tex` is a texture object this backend created (an integer to the driver).
+        check(unsafe { (self.api.tex_object_destroy)(tex) })
+    }
+
+    fn surf_object_create(&mut self, dev: u32, array: u64) -> Res<u64> {
+        self.enter(dev)?;
+        let mut res = ResourceDesc { res_type: 0, res: [0; 16], flags: 0 };
+        res.res[0] = ptr_to_handle(self.array(dev, array)?);
+        let mut t: u64 = 0;
+        // SAFETY: `t` is a live, writable CUsurfObject; `res` names a live array of this device.
+        check(unsafe { (self.api.surf_object_create)(&mut t, &res) })?;
+        self.objects.insert(t, dev);
+        Ok(t)
+    }
+
+    fn surf_object_destroy(&mut self, dev: u32, surf: u64) -> Res<()> {
+        self.enter(dev)?;
+        if self.objects.get(&surf) != Some(&dev) {
+            return Err(Status::INVALID_HANDLE);
+        }
+        self.objects.remove(&surf);
+        // SAFETY: `surf` is a surface object this backend created (an integer to the driver).
+        check(unsafe { (self.api.surf_object_destroy)(surf) })
+    }
+
+    fn stream_set_attribute(&mut self, dev: u32, stream: RawStream, attr: u32, value: &[u8; 64]) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        let a = c_int::try_from(attr).map_err(|_| Status::INVALID_VALUE)?;
+        // SAFETY: `s` is null or a live stream of this context; `value` is the 64 bytes of a
+        // CUstreamAttrValue (the union's size), read only.
+        check(unsafe { (self.api.stream_set_attribute)(s, a, value) })
+    }
+
+    fn stream_get_attribute(&mut self, dev: u32, stream: RawStream, attr: u32) -> Res<[u8; 64]> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        let a = c_int::try_from(attr).map_err(|_| Status::INVALID_VALUE)?;
+        let mut v = [0u8; 64];
+        // SAFETY: `s` is null or a live stream of this context; `v` is a writable 64-byte
+        // CUstreamAttrValue.
+        check(unsafe { (self.api.stream_get_attribute)(s, a, &mut v) })?;
+        Ok(v)
     }
 
     fn stream_create(&mut self, dev: u32, flags: u32, priority: i32) -> Res<u64> {
@@ -890,6 +1215,18 @@ impl Backend for CudaBackend {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptor_layouts_match_cuda_h() {
+        // sizeof in CUDA 13.0's cuda.h (x86-64 and aarch64 alike).
+        assert_eq!(core::mem::size_of::<Array3DDescriptor>(), 40);
+        assert_eq!(core::mem::size_of::<Memcpy2DParams>(), 128);
+        assert_eq!(core::mem::size_of::<ResourceDesc>(), 144);
+        assert_eq!(core::mem::offset_of!(ResourceDesc, res), 8);
+        assert_eq!(core::mem::offset_of!(ResourceDesc, flags), 136);
+        assert_eq!(core::mem::size_of::<TextureDesc>(), 104);
+        assert_eq!(core::mem::size_of::<ResourceViewDesc>(), 112);
+    }
 
     fn libcuda_present() -> bool {
         // SAFETY: as in `api`: only loads the system's driver library, if there is one.

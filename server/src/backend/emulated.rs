@@ -36,7 +36,8 @@ use remora_wire::{Status, I32, U64};
 use zerocopy::FromZeros;
 
 use super::demo_kernels as demo;
-use super::{Backend, LaunchConfig, RawStream, Res};
+use super::{ArrayDesc, Backend, Copy2D, LaunchConfig, Mem2D, RawStream, Res};
+use remora_wire::ops::{self as wire_ops, TexObjectCreate};
 
 /// Devices an [`EmulatedBackend`] has unless told otherwise.
 pub const DEFAULT_DEVICES: u32 = 2;
@@ -324,6 +325,15 @@ struct StreamRec {
     dev: u32,
 }
 
+/// A CUDA array: rows of `row_bytes`, `rows × layers` of them, in host memory.
+#[derive(Debug)]
+struct ArrayRec {
+    dev: u32,
+    row_bytes: u64,
+    rows: u64,
+    data: Vec<u8>,
+}
+
 #[derive(Debug)]
 struct EventRec {
     dev: u32,
@@ -378,6 +388,11 @@ pub struct EmulatedBackend {
     poisoned: Option<Status>,
     /// `CUlimit` values (one table for every device).
     limits: Vec<u64>,
+    arrays: HashMap<u64, ArrayRec>,
+    /// Texture and surface objects: handle → device.
+    objects: HashMap<u64, u32>,
+    /// Stream attributes set: (stream, `CUstreamAttrID`) → value.
+    stream_attrs: HashMap<(RawStream, u32), [u8; 64]>,
 }
 
 /// An sm_90 context's default `CUlimit` values: stack size, printf FIFO, malloc heap, device
@@ -410,12 +425,20 @@ impl EmulatedBackend {
             next_handle: HANDLE_BASE,
             poisoned: None,
             limits: DEFAULT_LIMITS.to_vec(),
+            arrays: HashMap::new(),
+            objects: HashMap::new(),
+            stream_attrs: HashMap::new(),
         }
     }
 
     /// The sticky fault, if a kernel has faulted.
     pub fn poisoned(&self) -> Option<Status> {
         self.poisoned
+    }
+
+    /// No array, texture or surface object is left (for tests).
+    pub fn arrays_and_objects_released(&self) -> bool {
+        self.arrays.is_empty() && self.objects.is_empty()
     }
 
     fn live(&self) -> Res<()> {
@@ -446,6 +469,72 @@ impl EmulatedBackend {
                 _ => Err(Status::INVALID_HANDLE),
             },
         }
+    }
+
+    /// Read row `r` of a 2D copy's source into `row`.
+    fn read_row(&self, c: &Copy2D, host: &[u8], r: u64, row: &mut [u8]) -> Res<()> {
+        let w = c.width;
+        let from: &[u8] = match c.src {
+            Mem2D::Host => {
+                let start = usize::try_from(r * w).map_err(|_| Status::INVALID_VALUE)?;
+                host.get(start..start + row.len()).ok_or(Status::INVALID_VALUE)?
+            }
+            Mem2D::Device { ptr, pitch } => {
+                let at = r.checked_mul(pitch).and_then(|o| o.checked_add(ptr)).ok_or(Status::INVALID_VALUE)?;
+                self.mem.slice(at, w).ok_or(Status::INVALID_VALUE)?
+            }
+            Mem2D::Array { raw, x, y } => {
+                let a = self.arrays.get(&raw).ok_or(Status::INVALID_HANDLE)?;
+                array_span(a, x, y + r, w).and_then(|span| a.data.get(span)).ok_or(Status::INVALID_VALUE)?
+            }
+        };
+        row.copy_from_slice(from);
+        Ok(())
+    }
+
+    /// Write row `r` of a 2D copy's destination from `row`.
+    fn write_row(&mut self, c: &Copy2D, host: &mut [u8], r: u64, row: &[u8]) -> Res<()> {
+        let w = c.width;
+        let to: &mut [u8] = match c.dst {
+            Mem2D::Host => {
+                let start = usize::try_from(r * w).map_err(|_| Status::INVALID_VALUE)?;
+                host.get_mut(start..start + row.len()).ok_or(Status::INVALID_VALUE)?
+            }
+            Mem2D::Device { ptr, pitch } => {
+                let at = r.checked_mul(pitch).and_then(|o| o.checked_add(ptr)).ok_or(Status::INVALID_VALUE)?;
+                self.mem.slice_mut(at, w).ok_or(Status::INVALID_VALUE)?
+            }
+            Mem2D::Array { raw, x, y } => {
+                let a = self.arrays.get_mut(&raw).ok_or(Status::INVALID_HANDLE)?;
+                let span = array_span(a, x, y + r, w).ok_or(Status::INVALID_VALUE)?;
+                a.data.get_mut(span).ok_or(Status::INVALID_VALUE)?
+            }
+        };
+        to.copy_from_slice(row);
+        Ok(())
+    }
+
+    /// Every location of a 2D copy is in bounds (checked before anything is written).
+    fn check_2d(&self, c: &Copy2D, host_src: &[u8], host_dst: &[u8]) -> Res<()> {
+        let packed = c.width.checked_mul(c.height).ok_or(Status::INVALID_VALUE)?;
+        for (end, host) in [(c.src, host_src.len()), (c.dst, host_dst.len())] {
+            let ok = match end {
+                Mem2D::Host => host as u64 == packed,
+                Mem2D::Device { ptr, pitch } => (c.height - 1)
+                    .checked_mul(pitch)
+                    .and_then(|o| o.checked_add(c.width))
+                    .is_some_and(|span| self.mem.locate(ptr, span).is_some()),
+                Mem2D::Array { raw, x, y } => {
+                    let a = self.arrays.get(&raw).ok_or(Status::INVALID_HANDLE)?;
+                    y.checked_add(c.height).is_some_and(|end| end <= a.rows)
+                        && x.checked_add(c.width).is_some_and(|end| end <= a.row_bytes)
+                }
+            };
+            if !ok {
+                return Err(Status::INVALID_VALUE);
+            }
+        }
+        Ok(())
     }
 
     fn fault(&mut self, status: Status, what: &str) -> Status {
@@ -528,6 +617,25 @@ impl EmulatedBackend {
             }
         }
     }
+}
+
+/// The bytes `[x, x + len)` of row `row` of an array.
+fn array_span(a: &ArrayRec, x: u64, row: u64, len: u64) -> Option<std::ops::Range<usize>> {
+    if row >= a.rows || x.checked_add(len)? > a.row_bytes {
+        return None;
+    }
+    let start = usize::try_from(row.checked_mul(a.row_bytes)?.checked_add(x)?).ok()?;
+    Some(start..start.checked_add(usize::try_from(len).ok()?)?)
+}
+
+/// `CU_LAUNCH_ATTRIBUTE_*` values a stream accepts.
+fn stream_attribute_known(attr: u32) -> bool {
+    matches!(
+        attr,
+        wire_ops::STREAM_ATTR_ACCESS_POLICY_WINDOW
+            | wire_ops::STREAM_ATTR_SYNCHRONIZATION_POLICY
+            | wire_ops::STREAM_ATTR_PRIORITY
+    )
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
@@ -631,6 +739,10 @@ impl Backend for EmulatedBackend {
         Ok(dev != peer)
     }
 
+    fn ctx_reset_persisting_l2(&mut self, dev: u32) -> Res<()> {
+        self.enter(dev)
+    }
+
     fn pci_bus_id(&mut self, _dev: u32) -> Option<String> {
         None
     }
@@ -704,6 +816,104 @@ impl Backend for EmulatedBackend {
         Ok(())
     }
 
+    fn array_create(&mut self, dev: u32, d: &ArrayDesc) -> Res<u64> {
+        self.enter(dev)?;
+        let elem = wire_ops::array_element_bytes(d.format, d.channels).ok_or(Status::INVALID_VALUE)?;
+        if d.width == 0 || (d.depth > 0 && d.height == 0) {
+            return Err(Status::INVALID_VALUE);
+        }
+        let row_bytes = d.width.checked_mul(u64::from(elem)).ok_or(Status::INVALID_VALUE)?;
+        let rows = d.height.max(1).checked_mul(d.depth.max(1)).ok_or(Status::INVALID_VALUE)?;
+        let bytes = row_bytes.checked_mul(rows).ok_or(Status::INVALID_VALUE)?;
+        let (free, _) = self.mem_get_info(dev)?;
+        if bytes > free {
+            return Err(Status::OUT_OF_MEMORY);
+        }
+        let data = vec![0u8; usize::try_from(bytes).map_err(|_| Status::OUT_OF_MEMORY)?];
+        let h = self.handle();
+        self.arrays.insert(h, ArrayRec { dev, row_bytes, rows, data });
+        Ok(h)
+    }
+
+    fn array_destroy(&mut self, dev: u32, array: u64) -> Res<()> {
+        self.enter(dev)?;
+        match self.arrays.get(&array) {
+            Some(a) if a.dev == dev => {
+                self.arrays.remove(&array);
+                Ok(())
+            }
+            _ => Err(Status::INVALID_HANDLE),
+        }
+    }
+
+    fn memcpy_2d(&mut self, dev: u32, c: &Copy2D, host_src: &[u8], host_dst: &mut [u8], stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        self.check_stream(dev, stream)?;
+        if c.width == 0 || c.height == 0 {
+            return Ok(());
+        }
+        self.check_2d(c, host_src, host_dst)?;
+        let mut row = vec![0u8; usize::try_from(c.width).map_err(|_| Status::INVALID_VALUE)?];
+        for r in 0..c.height {
+            self.read_row(c, host_src, r, &mut row)?;
+            self.write_row(c, host_dst, r, &row)?;
+        }
+        Ok(())
+    }
+
+    fn tex_object_create(&mut self, dev: u32, d: &TexObjectCreate) -> Res<u64> {
+        self.enter(dev)?;
+        match d.res_type.get() {
+            wire_ops::RES_ARRAY => {
+                self.arrays.get(&d.array.get()).filter(|a| a.dev == dev).ok_or(Status::INVALID_HANDLE)?;
+            }
+            wire_ops::RES_LINEAR | wire_ops::RES_PITCH2D => {
+                wire_ops::array_element_bytes(d.format.get(), d.channels.get()).ok_or(Status::INVALID_VALUE)?;
+                self.mem.locate(d.ptr.get(), 1).ok_or(Status::INVALID_VALUE)?;
+            }
+            _ => return Err(Status::INVALID_VALUE),
+        }
+        let h = self.handle();
+        self.objects.insert(h, dev);
+        Ok(h)
+    }
+
+    fn tex_object_destroy(&mut self, dev: u32, tex: u64) -> Res<()> {
+        self.enter(dev)?;
+        self.objects.remove(&tex).map(drop).ok_or(Status::INVALID_HANDLE)
+    }
+
+    fn surf_object_create(&mut self, dev: u32, array: u64) -> Res<u64> {
+        self.enter(dev)?;
+        self.arrays.get(&array).filter(|a| a.dev == dev).ok_or(Status::INVALID_HANDLE)?;
+        let h = self.handle();
+        self.objects.insert(h, dev);
+        Ok(h)
+    }
+
+    fn surf_object_destroy(&mut self, dev: u32, surf: u64) -> Res<()> {
+        self.tex_object_destroy(dev, surf)
+    }
+
+    fn stream_set_attribute(&mut self, dev: u32, stream: RawStream, attr: u32, value: &[u8; 64]) -> Res<()> {
+        self.enter(dev)?;
+        self.check_stream(dev, stream)?;
+        if !stream_attribute_known(attr) {
+            return Err(Status::INVALID_VALUE);
+        }
+        self.stream_attrs.insert((stream, attr), *value);
+        Ok(())
+    }
+
+    fn stream_get_attribute(&mut self, dev: u32, stream: RawStream, attr: u32) -> Res<[u8; 64]> {
+        self.enter(dev)?;
+        self.check_stream(dev, stream)?;
+        if !stream_attribute_known(attr) {
+            return Err(Status::INVALID_VALUE);
+        }
+        Ok(self.stream_attrs.get(&(stream, attr)).copied().unwrap_or([0; 64]))
+    }
+
     fn stream_create(&mut self, dev: u32, _flags: u32, _priority: i32) -> Res<u64> {
         self.enter(dev)?;
         let h = self.handle();
@@ -715,6 +925,7 @@ impl Backend for EmulatedBackend {
         self.enter(dev)?;
         self.check_stream(dev, Some(stream))?;
         self.streams.remove(&stream);
+        self.stream_attrs.retain(|(s, _), _| *s != Some(stream));
         Ok(())
     }
 
@@ -1293,6 +1504,43 @@ mod tests {
         assert_eq!(b.memcpy_htod(0, a, &[1; 8], None), Err(Status::INVALID_VALUE), "use after free");
         assert!(b.poisoned().is_none());
         b.memcpy_htod(0, c, &[7; 100], None).unwrap();
+    }
+
+    #[test]
+    fn array_copies_are_bounded_and_handles_checked() {
+        let mut b = backend();
+        let desc = ArrayDesc { width: 4, height: 2, depth: 0, format: 0x20, channels: 1, flags: 0 };
+        let arr = b.array_create(0, &desc).unwrap();
+        let at = |x, y| Mem2D::Array { raw: arr, x, y };
+        let c = |src, dst, width, height| Copy2D { src, dst, width, height };
+        // 16-byte rows, 2 of them.
+        assert_eq!(
+            b.memcpy_2d(0, &c(Mem2D::Host, at(4, 0), 16, 1), &[1; 16], &mut [], None),
+            Err(Status::INVALID_VALUE)
+        );
+        assert_eq!(
+            b.memcpy_2d(0, &c(Mem2D::Host, at(0, 1), 16, 2), &[1; 32], &mut [], None),
+            Err(Status::INVALID_VALUE)
+        );
+        assert_eq!(
+            b.memcpy_2d(0, &c(Mem2D::Host, at(0, 0), 16, 2), &[1; 8], &mut [], None),
+            Err(Status::INVALID_VALUE)
+        );
+        let stale = Mem2D::Array { raw: arr + 1, x: 0, y: 0 };
+        assert_eq!(b.memcpy_2d(0, &c(Mem2D::Host, stale, 4, 1), &[1; 4], &mut [], None), Err(Status::INVALID_HANDLE));
+        b.memcpy_2d(0, &c(Mem2D::Host, at(12, 1), 4, 1), &[9; 4], &mut [], None).unwrap();
+        let mut out = [0u8; 32];
+        b.memcpy_2d(0, &c(at(0, 0), Mem2D::Host, 16, 2), &[], &mut out, None).unwrap();
+        assert_eq!(&out[28..], &[9; 4]);
+        assert!(out[..28].iter().all(|&v| v == 0), "arrays start zeroed");
+        assert_eq!(b.array_create(0, &ArrayDesc { channels: 3, ..desc }), Err(Status::INVALID_VALUE));
+        assert_eq!(b.array_create(0, &ArrayDesc { format: 0x77, ..desc }), Err(Status::INVALID_VALUE));
+        assert_eq!(b.array_create(0, &ArrayDesc { width: 0, ..desc }), Err(Status::INVALID_VALUE));
+        assert_eq!(b.array_destroy(1, arr), Err(Status::INVALID_HANDLE), "another device's array");
+        assert_eq!(b.surf_object_create(0, arr + 1), Err(Status::INVALID_HANDLE));
+        assert_eq!(b.stream_set_attribute(0, None, 99, &[0; 64]), Err(Status::INVALID_VALUE));
+        b.array_destroy(0, arr).unwrap();
+        assert!(b.poisoned().is_none());
     }
 
     #[test]

@@ -36,6 +36,59 @@ pub struct LaunchConfig {
     pub cooperative: bool,
 }
 
+/// One end of a [`Copy2D`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mem2D {
+    /// The host buffer passed with the copy (packed: pitch = width).
+    Host,
+    /// Device memory: the first row starts at `ptr`, rows are `pitch` bytes apart.
+    Device {
+        /// Address of the first byte copied.
+        ptr: u64,
+        /// Row pitch.
+        pitch: u64,
+    },
+    /// A backend array; the copy starts at byte column `x`, row `y`.
+    Array {
+        /// The backend's array handle.
+        raw: u64,
+        /// Start column in bytes.
+        x: u64,
+        /// Start row.
+        y: u64,
+    },
+}
+
+/// A 2D copy (`cuMemcpy2D`): `height` rows of `width` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copy2D {
+    /// Source.
+    pub src: Mem2D,
+    /// Destination.
+    pub dst: Mem2D,
+    /// Bytes per row.
+    pub width: u64,
+    /// Rows.
+    pub height: u64,
+}
+
+/// A CUDA array's shape (`CUDA_ARRAY3D_DESCRIPTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrayDesc {
+    /// Width in elements.
+    pub width: u64,
+    /// Height (0: 1D).
+    pub height: u64,
+    /// Depth (0: 1D or 2D).
+    pub depth: u64,
+    /// `CUarray_format`.
+    pub format: u32,
+    /// 1, 2 or 4.
+    pub channels: u32,
+    /// `CUDA_ARRAY3D_*`.
+    pub flags: u32,
+}
+
 /// Which backend to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -86,6 +139,8 @@ pub trait Backend: Send {
     fn ctx_get_limit(&mut self, dev: u32, limit: u32) -> Res<u64>;
     /// `cuCtxSetLimit`.
     fn ctx_set_limit(&mut self, dev: u32, limit: u32, value: u64) -> Res<()>;
+    /// `cuCtxResetPersistingL2Cache`.
+    fn ctx_reset_persisting_l2(&mut self, dev: u32) -> Res<()>;
     /// The PCI bus id (`0000:3b:00.0`), for placement; `None` where there is none.
     fn pci_bus_id(&mut self, dev: u32) -> Option<String>;
 
@@ -101,6 +156,22 @@ pub trait Backend: Send {
     fn memcpy_dtod(&mut self, dev: u32, dst: u64, src: u64, len: u64, stream: RawStream) -> Res<()>;
     /// `cuMemsetD8/D16/D32Async`; `element_size` is 1, 2 or 4.
     fn memset(&mut self, dev: u32, dst: u64, value: u32, element_size: u32, count: u64, stream: RawStream) -> Res<()>;
+    /// `cuArray3DCreate`.
+    fn array_create(&mut self, dev: u32, desc: &ArrayDesc) -> Res<u64>;
+    /// `cuArrayDestroy`.
+    fn array_destroy(&mut self, dev: u32, array: u64) -> Res<()>;
+    /// `cuMemcpy2D` ordered on `stream`: `host_src` is the packed source when `c.src` is
+    /// [`Mem2D::Host`], `host_dst` the packed destination when `c.dst` is (both `width × height`
+    /// bytes, else empty). Returns once host buffers may be reused (and `host_dst` is filled).
+    fn memcpy_2d(&mut self, dev: u32, c: &Copy2D, host_src: &[u8], host_dst: &mut [u8], stream: RawStream) -> Res<()>;
+    /// `cuTexObjectCreate`; `desc.array` is already the backend's array handle.
+    fn tex_object_create(&mut self, dev: u32, desc: &remora_wire::ops::TexObjectCreate) -> Res<u64>;
+    /// `cuTexObjectDestroy`.
+    fn tex_object_destroy(&mut self, dev: u32, tex: u64) -> Res<()>;
+    /// `cuSurfObjectCreate` over a backend array.
+    fn surf_object_create(&mut self, dev: u32, array: u64) -> Res<u64>;
+    /// `cuSurfObjectDestroy`.
+    fn surf_object_destroy(&mut self, dev: u32, surf: u64) -> Res<()>;
 
     /// `cuStreamCreateWithPriority`.
     fn stream_create(&mut self, dev: u32, flags: u32, priority: i32) -> Res<u64>;
@@ -112,6 +183,10 @@ pub trait Backend: Send {
     fn stream_query(&mut self, dev: u32, stream: RawStream) -> Res<()>;
     /// `cuStreamWaitEvent`.
     fn stream_wait_event(&mut self, dev: u32, stream: RawStream, event: u64, flags: u32) -> Res<()>;
+    /// `cuStreamSetAttribute` (`value`: a `CUstreamAttrValue`).
+    fn stream_set_attribute(&mut self, dev: u32, stream: RawStream, attr: u32, value: &[u8; 64]) -> Res<()>;
+    /// `cuStreamGetAttribute`.
+    fn stream_get_attribute(&mut self, dev: u32, stream: RawStream, attr: u32) -> Res<[u8; 64]>;
 
     /// `cuEventCreate`.
     fn event_create(&mut self, dev: u32, flags: u32) -> Res<u64>;

@@ -18,6 +18,7 @@ macro_rules! wire_structs {
     };
 }
 
+mod array;
 mod device;
 mod event;
 mod launch;
@@ -25,6 +26,7 @@ mod memory;
 mod module;
 mod stream;
 
+pub use array::*;
 pub use device::*;
 pub use event::*;
 pub use launch::*;
@@ -52,6 +54,10 @@ mod tests {
         assert_eq!(size_of::<MemcpyDtoD>(), 32);
         assert_eq!(size_of::<Memset>(), 32);
         assert_eq!(size_of::<Launch>(), 56);
+        assert_eq!(size_of::<ArrayCreate>(), 40);
+        assert_eq!(size_of::<Memcpy2D>(), 104);
+        assert_eq!(size_of::<TexObjectCreate>(), 156);
+        assert_eq!(size_of::<StreamAttribute>(), 80);
         assert_eq!(size_of::<DeviceInfo>(), 256 + 16 + 8 + 4 * DEVICE_ATTRIBUTE_SLOTS);
     }
 
@@ -116,6 +122,31 @@ mod tests {
         rt(StreamWaitEvent { stream: U64::new(1), event: U64::new(2), flags: U32::new(0), reserved: U32::new(0) });
         rt(EventCreate { device: U32::new(0), flags: U32::new(2) });
         rt(EventRecord { event: U64::new(1), stream: U64::new(0) });
+        rt(ArrayCreate {
+            device: U32::new(0),
+            format: U32::new(0x20),
+            channels: U32::new(1),
+            flags: U32::new(0),
+            width: U64::new(100),
+            height: U64::new(60),
+            depth: U64::new(0),
+        });
+        rt(Memcpy2D {
+            src: Loc2D::host(),
+            dst: Loc2D::new(LOC_ARRAY, 7, 0, 40, 5),
+            width: U64::new(32),
+            height: U64::new(4),
+            stream: U64::new(0),
+        });
+        let mut tex: TexObjectCreate = zerocopy::FromZeros::new_zeroed();
+        tex.res_type = U32::new(RES_PITCH2D);
+        tex.border_color[2] = crate::ops::F32::new(0.25);
+        rt(tex);
+        rt(StreamAttribute { stream: U64::new(3), attr: U32::new(1), device: U32::new(0), value: [7; 64] });
+        rt(StreamAttributeReply { value: [9; 64] });
+        assert_eq!(array_element_bytes(0x20, 4), Some(16));
+        assert_eq!(array_element_bytes(0x20, 3), None);
+        assert_eq!(array_element_bytes(0x99, 1), None);
         rt(EventElapsed { start: U64::new(1), end: U64::new(2) });
         rt(ModuleLoad { device: U32::new(0), kind: U32::new(ImageKind::Ptx as u32), len: U64::new(10) });
         rt(ModuleGetSymbol { module: U64::new(1), name_len: U32::new(3), reserved: U32::new(0) });

@@ -527,8 +527,7 @@ fn offset_3d(p: &CudaPitchedPtr, x: usize, y: usize, z: usize) -> Result<usize, 
 
 pub(crate) fn copy_3d(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wait: bool) -> Result<(), CudaError> {
     if !p.srcArray.is_null() || !p.dstArray.is_null() {
-        // CUDA arrays come with the advanced-features work.
-        return Err(crate::state::NOT_SUPPORTED);
+        return super::array::copy_3d_array(rt, p, stream, wait);
     }
     let e = p.extent;
     if e.width == 0 || e.height == 0 || e.depth == 0 {

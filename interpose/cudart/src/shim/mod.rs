@@ -5,6 +5,7 @@
 // Exported through the C ABI, not through Rust paths.
 #![allow(unreachable_pub)]
 
+pub(crate) mod array;
 mod device;
 mod error;
 mod event;

@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_void};
 
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, Dim3};
 
-use super::{event, graph, launch, memory, mempool, stream};
+use super::{array, event, graph, launch, memory, mempool, stream};
 use crate::state::{per_thread as with_per_thread_stream, CudaError};
 
 /// `per_thread!(export => base(args))`: an export that runs `base` with the per-thread stream.
@@ -58,3 +58,14 @@ per_thread!(cudaStreamBeginCapture_ptsz => graph::cudaStreamBeginCapture, (strea
 per_thread!(cudaStreamEndCapture_ptsz => graph::cudaStreamEndCapture, (stream: Stream, graph: *mut *mut c_void));
 per_thread!(cudaStreamIsCapturing_ptsz => graph::cudaStreamIsCapturing, (stream: Stream, status: *mut c_int));
 per_thread!(cudaStreamGetCaptureInfo_ptsz => graph::cudaStreamGetCaptureInfo, (stream: Stream, status: *mut c_int, id: *mut u64, graph: *mut *mut c_void, deps: *mut *const *mut c_void, edge_data: *mut *const c_void, num_deps: *mut usize));
+per_thread!(cudaMemcpyToArray_ptds => array::cudaMemcpyToArray, (dst: *mut c_void, w_offset: usize, h_offset: usize, src: *const c_void, count: usize, kind: i32));
+per_thread!(cudaMemcpyToArrayAsync_ptsz => array::cudaMemcpyToArrayAsync, (dst: *mut c_void, w_offset: usize, h_offset: usize, src: *const c_void, count: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemcpyFromArray_ptds => array::cudaMemcpyFromArray, (dst: *mut c_void, src: *const c_void, w_offset: usize, h_offset: usize, count: usize, kind: i32));
+per_thread!(cudaMemcpyFromArrayAsync_ptsz => array::cudaMemcpyFromArrayAsync, (dst: *mut c_void, src: *const c_void, w_offset: usize, h_offset: usize, count: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemcpy2DToArray_ptds => array::cudaMemcpy2DToArray, (dst: *mut c_void, w_offset: usize, h_offset: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: i32));
+per_thread!(cudaMemcpy2DToArrayAsync_ptsz => array::cudaMemcpy2DToArrayAsync, (dst: *mut c_void, w_offset: usize, h_offset: usize, src: *const c_void, spitch: usize, width: usize, height: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemcpy2DFromArray_ptds => array::cudaMemcpy2DFromArray, (dst: *mut c_void, dpitch: usize, src: *const c_void, w_offset: usize, h_offset: usize, width: usize, height: usize, kind: i32));
+per_thread!(cudaMemcpy2DFromArrayAsync_ptsz => array::cudaMemcpy2DFromArrayAsync, (dst: *mut c_void, dpitch: usize, src: *const c_void, w_offset: usize, h_offset: usize, width: usize, height: usize, kind: i32, stream: Stream));
+per_thread!(cudaMemcpy2DArrayToArray_ptds => array::cudaMemcpy2DArrayToArray, (dst: *mut c_void, w_offset_dst: usize, h_offset_dst: usize, src: *const c_void, w_offset_src: usize, h_offset_src: usize, width: usize, height: usize, kind: i32));
+per_thread!(cudaStreamSetAttribute_ptsz => array::cudaStreamSetAttribute, (stream: Stream, attr: c_int, value: *const [u8; 64]));
+per_thread!(cudaStreamGetAttribute_ptsz => array::cudaStreamGetAttribute, (stream: Stream, attr: c_int, value: *mut [u8; 64]));
