@@ -122,6 +122,8 @@ pub struct Session<'s> {
     surfaces: HashMap<u64, u32>,
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// Whether the operation being dispatched waits for its reply.
+    replying: bool,
     /// The worker's captured stdout (device `printf`), sent with replies.
     output: Option<OutputCapture>,
 }
@@ -234,6 +236,7 @@ impl<'s> Session<'s> {
             surfaces: HashMap::new(),
             buf: Vec::new(),
             out: Vec::new(),
+            replying: false,
             output: None,
         }
     }
@@ -405,7 +408,7 @@ impl<'s> Session<'s> {
                 let h = self.modules.insert(Owned { dev, raw });
                 self.put(&ops::HandleReply { handle: U64::new(h) });
             }),
-            Work::Small(opcode) => match self.dispatch(opcode) {
+            Work::Small(opcode) => match self.dispatch_replying(opcode, f.wants_reply) {
                 Err(Status::PROTOCOL) => return Err(End::Protocol(format!("malformed {} payload", opcode.name()))),
                 r => r,
             },
@@ -617,6 +620,12 @@ impl<'s> Session<'s> {
         } else {
             Err(Status::INVALID_DEVICE)
         }
+    }
+
+    /// [`Session::dispatch`], telling the operation whether its caller waits for it.
+    fn dispatch_replying(&mut self, opcode: Opcode, replying: bool) -> Reply {
+        self.replying = replying;
+        self.dispatch(opcode)
     }
 
     /// Every small operation.
@@ -851,7 +860,14 @@ impl<'s> Session<'s> {
                 let bytes = o.count.get().checked_mul(u64::from(es)).ok_or(Status::INVALID_VALUE)?;
                 let (mdev, _) = self.ranges.check(o.dst.get(), bytes)?;
                 let (dev, stream) = self.stream_for(o.stream.get(), mdev)?;
-                self.backend.memset(dev, o.dst.get(), o.value.get(), es, o.count.get(), stream)
+                self.backend.memset(dev, o.dst.get(), o.value.get(), es, o.count.get(), stream)?;
+                if self.replying && stream.is_none() {
+                    // A waited-for memset on the legacy stream (`cudaMemset`) is complete when
+                    // it returns: work the client then sends to a non-blocking stream must see
+                    // it, and over a network that work can reach the GPU within microseconds.
+                    self.backend.stream_synchronize(dev, None)?;
+                }
+                Ok(())
             }
             Opcode::StreamCreate => {
                 let o: ops::StreamCreate = op(p)?;
