@@ -337,6 +337,8 @@ impl<'s> Session<'s> {
                 | Opcode::DeviceCanAccessPeer
                 | Opcode::CtxGetLimit
                 | Opcode::CtxSetLimit
+                | Opcode::DeviceEnablePeerAccess
+                | Opcode::DeviceDisablePeerAccess
                 | Opcode::CtxResetPersistingL2Cache
                 | Opcode::ArrayCreate
                 | Opcode::MemAlloc
@@ -806,6 +808,12 @@ impl<'s> Session<'s> {
                     }
                 }
                 self.backend.stream_set_attribute(dev, raw, attr, &o.value)
+            }
+            Opcode::DeviceEnablePeerAccess | Opcode::DeviceDisablePeerAccess => {
+                let o: ops::DevicePair = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let peer = self.check_dev(o.peer.get())?;
+                self.backend.set_peer_access(dev, peer, opcode == Opcode::DeviceEnablePeerAccess)
             }
             Opcode::DeviceCanAccessPeer => {
                 let o: ops::DevicePair = op(p)?;

@@ -232,3 +232,22 @@ fn one_session_uses_every_device() {
         c.close().unwrap();
     }
 }
+
+#[test]
+fn peer_access_enable_and_disable() {
+    let sup = start_server(&helper(), "peers", |_| {});
+    let url = urls(&sup)[0].clone();
+    let c = Client::connect(&url, None).unwrap();
+    if c.device_count().unwrap() < 2 {
+        eprintln!("skipped peer_access_enable_and_disable: fewer than 2 devices");
+        return;
+    }
+    assert!(c.can_access_peer(0, 1).unwrap());
+    assert_eq!(c.set_peer_access(0, 1, true), Ok(()));
+    assert_eq!(c.set_peer_access(0, 1, true), Err(Status(704)), "already enabled");
+    assert_eq!(c.set_peer_access(0, 1, false), Ok(()));
+    assert_eq!(c.set_peer_access(0, 1, false), Err(Status(705)), "not enabled");
+    assert_eq!(c.set_peer_access(0, 0, true), Err(Status::INVALID_DEVICE));
+    assert_eq!(c.set_peer_access(0, 9, true), Err(Status::INVALID_DEVICE));
+    c.close().unwrap();
+}

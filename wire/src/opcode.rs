@@ -70,6 +70,10 @@ opcodes! {
     CtxGetLimit = 0x0018,
     /// [`crate::ops::Limit`] → empty: `cuCtxSetLimit`.
     CtxSetLimit = 0x0019,
+    /// [`crate::ops::DevicePair`] → empty: `cuCtxEnablePeerAccess` (device's context may access peer's memory).
+    DeviceEnablePeerAccess = 0x001C,
+    /// [`crate::ops::DevicePair`] → empty: `cuCtxDisablePeerAccess`.
+    DeviceDisablePeerAccess = 0x001D,
     /// [`crate::ops::DeviceRef`] → empty: `cuCtxResetPersistingL2Cache`.
     CtxResetPersistingL2Cache = 0x001a,
     // --- memory (0x002x) ---

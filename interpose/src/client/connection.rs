@@ -395,6 +395,13 @@ impl Client {
         self.call::<ops::I32Reply>(Opcode::DeviceCanAccessPeer, req.as_bytes(), &[]).map(|r| r.value.get() != 0)
     }
 
+    /// Let `dev`'s context access `peer`'s memory (`enable`), or stop it.
+    pub fn set_peer_access(&self, dev: u32, peer: u32, enable: bool) -> Result<(), Status> {
+        let req = ops::DevicePair { device: U32::new(dev), peer: U32::new(peer) };
+        let op = if enable { Opcode::DeviceEnablePeerAccess } else { Opcode::DeviceDisablePeerAccess };
+        self.call_unit(op, req.as_bytes())
+    }
+
     /// A context limit (`CUlimit`) of a device.
     pub fn ctx_get_limit(&self, dev: u32, limit: u32) -> Result<u64, Status> {
         let req = ops::Limit { device: U32::new(dev), limit: U32::new(limit), value: U64::new(0) };

@@ -96,6 +96,8 @@ driver_api! {
     device_total_mem = "cuDeviceTotalMem_v2": fn(*mut usize, sys::CUdevice);
     device_get_pci_bus_id = "cuDeviceGetPCIBusId": fn(*mut c_char, c_int, sys::CUdevice);
     device_can_access_peer = "cuDeviceCanAccessPeer": fn(*mut c_int, sys::CUdevice, sys::CUdevice);
+    ctx_enable_peer_access = "cuCtxEnablePeerAccess": fn(sys::CUcontext, c_uint);
+    ctx_disable_peer_access = "cuCtxDisablePeerAccess": fn(sys::CUcontext);
     mem_get_info = "cuMemGetInfo_v2": fn(*mut usize, *mut usize);
     mem_alloc = "cuMemAlloc_v2": fn(*mut sys::CUdeviceptr, usize);
     mem_free = "cuMemFree_v2": fn(sys::CUdeviceptr);
@@ -652,6 +654,22 @@ impl Backend for CudaBackend {
         // SAFETY: `can` is a live, writable c_int; both devices came from cuDeviceGet.
         check(unsafe { (self.api.device_can_access_peer)(&mut can, d, p) })?;
         Ok(can != 0)
+    }
+
+    fn set_peer_access(&mut self, dev: u32, peer: u32, enable: bool) -> Res<()> {
+        if dev == peer {
+            return Err(Status::INVALID_DEVICE);
+        }
+        let p = usize::try_from(peer).ok().and_then(|i| self.devices.get(i)).ok_or(Status::INVALID_DEVICE)?.ctx.0;
+        self.enter(dev)?;
+        // SAFETY: `dev`'s context is current; `p` is a primary context this backend retained.
+        check(unsafe {
+            if enable {
+                (self.api.ctx_enable_peer_access)(p, 0)
+            } else {
+                (self.api.ctx_disable_peer_access)(p)
+            }
+        })
     }
 
     fn ctx_reset_persisting_l2(&mut self, dev: u32) -> Res<()> {

@@ -393,6 +393,8 @@ pub struct EmulatedBackend {
     objects: HashMap<u64, u32>,
     /// Stream attributes set: (stream, `CUstreamAttrID`) → value.
     stream_attrs: HashMap<(RawStream, u32), [u8; 64]>,
+    /// (device, peer) pairs with peer access enabled.
+    peers: std::collections::HashSet<(u32, u32)>,
 }
 
 /// An sm_90 context's default `CUlimit` values: stack size, printf FIFO, malloc heap, device
@@ -428,6 +430,7 @@ impl EmulatedBackend {
             arrays: HashMap::new(),
             objects: HashMap::new(),
             stream_attrs: HashMap::new(),
+            peers: std::collections::HashSet::new(),
         }
     }
 
@@ -737,6 +740,21 @@ impl Backend for EmulatedBackend {
         self.enter(dev)?;
         self.enter(peer)?;
         Ok(dev != peer)
+    }
+
+    fn set_peer_access(&mut self, dev: u32, peer: u32, enable: bool) -> Res<()> {
+        self.enter(dev)?;
+        self.enter(peer)?;
+        if dev == peer {
+            return Err(Status::INVALID_DEVICE);
+        }
+        // CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED (704) / _NOT_ENABLED (705).
+        let changed = if enable { self.peers.insert((dev, peer)) } else { self.peers.remove(&(dev, peer)) };
+        if changed {
+            Ok(())
+        } else {
+            Err(Status(if enable { 704 } else { 705 }))
+        }
     }
 
     fn ctx_reset_persisting_l2(&mut self, dev: u32) -> Res<()> {

@@ -135,6 +135,8 @@ pub trait Backend: Send {
     fn device_synchronize(&mut self, dev: u32) -> Res<()>;
     /// `cuDeviceCanAccessPeer`.
     fn can_access_peer(&mut self, dev: u32, peer: u32) -> Res<bool>;
+    /// `cuCtxEnablePeerAccess` (`enable`) or `cuCtxDisablePeerAccess` from `dev`'s context to `peer`'s.
+    fn set_peer_access(&mut self, dev: u32, peer: u32, enable: bool) -> Res<()>;
     /// `cuCtxGetLimit`.
     fn ctx_get_limit(&mut self, dev: u32, limit: u32) -> Res<u64>;
     /// `cuCtxSetLimit`.

@@ -175,6 +175,25 @@ pub unsafe extern "C" fn cudaGetDeviceFlags(flags: *mut u32) -> CudaError {
 }
 
 #[no_mangle]
+pub unsafe extern "C" fn cudaDeviceEnablePeerAccess(peer: c_int, flags: u32) -> CudaError {
+    guard("cudaDeviceEnablePeerAccess", || {
+        if flags != 0 {
+            return Err(INVALID_VALUE);
+        }
+        let p = device_arg(peer)?;
+        rt()?.client.set_peer_access(current_device(), p, true).map_err(cuda)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaDeviceDisablePeerAccess(peer: c_int) -> CudaError {
+    guard("cudaDeviceDisablePeerAccess", || {
+        let p = device_arg(peer)?;
+        rt()?.client.set_peer_access(current_device(), p, false).map_err(cuda)
+    })
+}
+
+#[no_mangle]
 pub unsafe extern "C" fn cudaDeviceGetLimit(value: *mut usize, limit: c_int) -> CudaError {
     guard("cudaDeviceGetLimit", || {
         // cudaLimit values are CUlimit values.
