@@ -238,3 +238,20 @@ pub unsafe extern "C" fn cudaDeviceGetStreamPriorityRange(least: *mut c_int, gre
         Ok(())
     })
 }
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaCtxResetPersistingL2Cache() -> CudaError {
+    guard("cudaCtxResetPersistingL2Cache", || rt()?.client.ctx_reset_persisting_l2(current_device()).map_err(cuda))
+}
+
+/// Profiler ranges are a local tool's business: accepted, as with no profiler attached.
+#[no_mangle]
+pub unsafe extern "C" fn cudaProfilerStart() -> CudaError {
+    guard("cudaProfilerStart", || rt().map(drop))
+}
+
+/// See [`cudaProfilerStart`].
+#[no_mangle]
+pub unsafe extern "C" fn cudaProfilerStop() -> CudaError {
+    guard("cudaProfilerStop", || rt().map(drop))
+}

@@ -16,3 +16,4 @@ mod mempool;
 mod per_thread;
 mod register;
 pub(crate) mod stream;
+mod texture;

@@ -67,5 +67,5 @@ per_thread!(cudaMemcpy2DToArrayAsync_ptsz => array::cudaMemcpy2DToArrayAsync, (d
 per_thread!(cudaMemcpy2DFromArray_ptds => array::cudaMemcpy2DFromArray, (dst: *mut c_void, dpitch: usize, src: *const c_void, w_offset: usize, h_offset: usize, width: usize, height: usize, kind: i32));
 per_thread!(cudaMemcpy2DFromArrayAsync_ptsz => array::cudaMemcpy2DFromArrayAsync, (dst: *mut c_void, dpitch: usize, src: *const c_void, w_offset: usize, h_offset: usize, width: usize, height: usize, kind: i32, stream: Stream));
 per_thread!(cudaMemcpy2DArrayToArray_ptds => array::cudaMemcpy2DArrayToArray, (dst: *mut c_void, w_offset_dst: usize, h_offset_dst: usize, src: *const c_void, w_offset_src: usize, h_offset_src: usize, width: usize, height: usize, kind: i32));
-per_thread!(cudaStreamSetAttribute_ptsz => array::cudaStreamSetAttribute, (stream: Stream, attr: c_int, value: *const [u8; 64]));
-per_thread!(cudaStreamGetAttribute_ptsz => array::cudaStreamGetAttribute, (stream: Stream, attr: c_int, value: *mut [u8; 64]));
+per_thread!(cudaStreamSetAttribute_ptsz => stream::cudaStreamSetAttribute, (stream: Stream, attr: c_int, value: *const [u8; 64]));
+per_thread!(cudaStreamGetAttribute_ptsz => stream::cudaStreamGetAttribute, (stream: Stream, attr: c_int, value: *mut [u8; 64]));

@@ -168,3 +168,41 @@ pub unsafe extern "C" fn cudaStreamAddCallback(
         Ok(())
     })
 }
+
+/// `cudaStreamAttrValue` (`union cudaLaunchAttributeValue`): 64 bytes.
+type StreamAttrValue = [u8; 64];
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamSetAttribute(
+    stream: *mut c_void,
+    attr: c_int,
+    value: *const StreamAttrValue,
+) -> CudaError {
+    guard("cudaStreamSetAttribute", || {
+        // SAFETY: the caller's attribute value (64 bytes).
+        let v = unsafe { ffi::get(value) }?;
+        let rt = rt()?;
+        let s = rt.stream(stream as usize)?;
+        let attr = u32::try_from(attr).map_err(|_| INVALID_VALUE)?;
+        rt.client.stream_set_attribute(current_device(), s, attr, v).map_err(cuda)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaStreamGetAttribute(
+    stream: *mut c_void,
+    attr: c_int,
+    value: *mut StreamAttrValue,
+) -> CudaError {
+    guard("cudaStreamGetAttribute", || {
+        if value.is_null() {
+            return Err(INVALID_VALUE);
+        }
+        let rt = rt()?;
+        let s = rt.stream(stream as usize)?;
+        let attr = u32::try_from(attr).map_err(|_| INVALID_VALUE)?;
+        let v = rt.client.stream_get_attribute(current_device(), s, attr).map_err(cuda)?;
+        // SAFETY: the caller's out-parameter (checked non-null).
+        unsafe { ffi::put(value, v) }
+    })
+}
