@@ -78,7 +78,7 @@ pub(crate) fn format_of(d: &CudaChannelFormatDesc) -> Result<(u32, u32), CudaErr
 
 /// One end of a 2D copy.
 #[derive(Debug, Clone, Copy)]
-enum End {
+pub(crate) enum End {
     /// Host memory at an address, with a pitch.
     Host(usize, usize),
     /// Device memory at an address, with a pitch.
@@ -99,9 +99,10 @@ fn pointer_end(rt: &Runtime, ptr: usize, pitch: usize, kind: i32, device_kind: i
     Ok(if device { End::Device(ptr as u64, pitch) } else { End::Host(ptr, pitch) })
 }
 
-/// One 2D copy of `height` rows of `width` bytes through the server. `wait` false makes a copy
-/// without a host destination fire-and-forget (host sources are packed before the call).
-fn copy(
+/// One 2D copy of `height` rows of `width` bytes through the server (`Memcpy2D`: pitched host,
+/// device and array ends alike). `wait` false makes a copy without a host destination
+/// fire-and-forget (host sources are packed before the call).
+pub(crate) fn copy(
     rt: &Runtime,
     src: End,
     dst: End,

@@ -10,6 +10,7 @@ use std::ffi::c_void;
 
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, CudaPointerAttributes};
 
+use super::array::End;
 use crate::ffi;
 use crate::graph::{self, Op};
 use crate::registry;
@@ -245,28 +246,27 @@ fn copy_2d(
         return Ok(());
     }
     let dir = direction(rt, dst as u64, src as u64, kind)?;
-    if dir == DEVICE_TO_HOST && height > 1 {
-        let span = spitch * (height - 1) + width;
-        let mut tmp = vec![0u8; span];
-        device_range(rt, src as u64, span)?;
-        rt.client.memcpy_dtoh_on(&mut tmp, src as u64, stream).map_err(cuda)?;
+    if dir == HOST_TO_HOST {
         for row in 0..height {
-            // SAFETY: `dst` rows are `width` writable bytes at `dpitch` strides (API contract).
-            let out = unsafe { ffi::bytes_mut((dst as *mut u8).wrapping_add(row * dpitch), width) }?;
-            out.copy_from_slice(&tmp[row * spitch..row * spitch + width]);
+            let d = (dst as *mut u8).wrapping_add(row * dpitch) as *mut c_void;
+            let s = (src as *const u8).wrapping_add(row * spitch) as *const c_void;
+            copy(rt, d, s, width, HOST_TO_HOST, stream, false)?;
         }
         return Ok(());
     }
-    for row in 0..height {
-        let d = (dst as *mut u8).wrapping_add(row * dpitch) as *mut c_void;
-        let s = (src as *const u8).wrapping_add(row * spitch) as *const c_void;
-        copy(rt, d, s, width, dir, stream, false)?;
-    }
-    if wait {
-        // Rows were sent without waiting; one round trip reports any failure and orders them.
-        rt.client.stream_synchronize(stream).map_err(cuda)?;
-    }
-    Ok(())
+    // Everything else is one pitched copy on the server: one frame, not one per row.
+    let span = |pitch: usize| pitch * (height - 1) + width;
+    let end = |p: usize, pitch: usize, device: bool| -> Result<End, CudaError> {
+        if device {
+            device_range(rt, p as u64, span(pitch))?;
+            Ok(End::Device(p as u64, pitch))
+        } else {
+            Ok(End::Host(p, pitch))
+        }
+    };
+    let from = end(src as usize, spitch, dir == DEVICE_TO_HOST || dir == DEVICE_TO_DEVICE)?;
+    let to = end(dst as usize, dpitch, dir == HOST_TO_DEVICE || dir == DEVICE_TO_DEVICE)?;
+    super::array::copy(rt, from, to, width, height, stream, wait)
 }
 
 #[no_mangle]
