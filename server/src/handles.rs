@@ -184,6 +184,14 @@ impl Ranges {
         }
     }
 
+    /// Whether any owned range intersects `[start, end)`.
+    pub fn overlaps(&self, start: u64, end: u64) -> bool {
+        if let Some((&b, r)) = self.map.range(..end).next_back() {
+            return b + r.size.max(1) > start;
+        }
+        false
+    }
+
     /// The range containing `ptr`.
     pub fn containing(&self, ptr: u64) -> Option<(u64, Range)> {
         let (&base, r) = self.map.range(..=ptr).next_back()?;

@@ -342,6 +342,7 @@ impl<'s> Session<'s> {
                 | Opcode::CtxResetPersistingL2Cache
                 | Opcode::ArrayCreate
                 | Opcode::MemAlloc
+                | Opcode::MemAllocAt
                 | Opcode::StreamCreate
                 | Opcode::EventCreate => first_u32(),
                 Opcode::MemFree | Opcode::MemcpyDtoD | Opcode::Memset => first_u64().and_then(ptr_dev),
@@ -835,6 +836,28 @@ impl<'s> Session<'s> {
                 self.ranges.insert(ptr, Range { dev, size, kind: RangeKind::Allocation });
                 self.publish_totals();
                 self.put(&ops::PtrReply { ptr: U64::new(ptr) });
+                Ok(())
+            }
+            Opcode::MemAllocAt => {
+                let o: ops::MemAllocAt = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let (addr, size) = (o.addr.get(), o.size.get());
+                let end = addr.checked_add(size).ok_or(Status::INVALID_VALUE)?;
+                if size == 0 || addr == 0 {
+                    return Err(Status::INVALID_VALUE);
+                }
+                // Not over anything this session already owns (the backend checks the rest).
+                if self.ranges.overlaps(addr, end) {
+                    return Err(Status::ADDRESS_IN_USE);
+                }
+                let (_, held) = self.ranges.allocation_totals();
+                if held.saturating_add(size) > self.limits.max_memory {
+                    return Err(Status::OUT_OF_MEMORY);
+                }
+                self.backend.mem_alloc_at(dev, addr, size)?;
+                self.ranges.insert(addr, Range { dev, size, kind: RangeKind::Allocation });
+                self.publish_totals();
+                self.put(&ops::PtrReply { ptr: U64::new(addr) });
                 Ok(())
             }
             Opcode::MemFree => {

@@ -105,6 +105,38 @@ fn c_program_runs_through_the_library() {
 }
 
 #[test]
+fn managed_and_mapped_memory_without_kernels() {
+    let (dir, exe) = build_program("managed_memory", "managed");
+    let sup = start_server(&helper(), "managed", |_| {});
+    for url in urls(&sup) {
+        let out = Command::new(&exe)
+            .env("LD_LIBRARY_PATH", &dir.0)
+            .env("REMORA_SERVER", &url)
+            .output()
+            .expect("program runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{url}: program failed\n{stdout}\n{stderr}");
+        for line in [
+            "concurrentManagedAccess: 0",
+            "device sees host writes: yes",
+            "host sees device memset: yes",
+            "device read sees later host write: yes",
+            "copy into managed visible: yes",
+            "attributes: type 3, host==device: yes",
+            "cudaMemPrefetchAsync(d, N, dev0, 0, NULL) -> cudaErrorInvalidValue",
+            "cudaStreamAttachMemAsync(NULL, m + 8, 0, 1) -> cudaErrorInvalidValue",
+            "mapped device pointer is the host pointer: yes",
+            "copy from mapped memory: yes",
+            "cudaFree(m) -> cudaErrorInvalidValue",
+            "OK",
+        ] {
+            assert!(stdout.lines().any(|l| l == line), "{url}: missing line {line:?} in\n{stdout}");
+        }
+    }
+}
+
+#[test]
 fn unreachable_server_is_no_device_with_one_clear_line() {
     let (dir, exe) = build_program("runtime_basics", "unreachable");
     let out = Command::new(&exe)

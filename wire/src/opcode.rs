@@ -91,6 +91,9 @@ opcodes! {
     Memset = 0x0025,
     /// [`crate::ops::PtrRef`] → [`crate::ops::MemRangeReply`]: the allocation containing a pointer.
     MemGetAddressRange = 0x0026,
+    /// [`crate::ops::MemAllocAt`] → [`crate::ops::PtrReply`]: device memory mapped at exactly
+    /// the given address (a mirror of a client host range), or `ADDRESS_IN_USE`. Freed with `MemFree`.
+    MemAllocAt = 0x0027,
     // --- streams (0x003x) ---
     /// [`crate::ops::StreamCreate`] → [`crate::ops::HandleReply`].
     StreamCreate = 0x0030,

@@ -66,6 +66,7 @@ statuses! {
     LIMIT_EXCEEDED = 10_005, "remora: per-session limit exceeded";
     TRANSPORT = 10_006, "remora: connection to the server failed";
     SERVER_BUSY = 10_007, "remora: server has no free worker";
+    ADDRESS_IN_USE = 10_008, "remora: the requested address range is taken in the worker";
 }
 
 impl Status {

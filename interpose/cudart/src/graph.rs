@@ -438,6 +438,7 @@ pub(crate) fn replay(ops: &[Op], stream: u64) -> Result<(), CudaError> {
             }
             Op::Host(h) => {
                 rt.client.stream_synchronize(stream).map_err(cuda)?;
+                crate::mirror::synced(rt)?;
                 // SAFETY: the application's host function with its own user data, called once the
                 // stream has reached the node, as CUDA calls it.
                 unsafe { (h.f)(h.user_data as *mut c_void) };

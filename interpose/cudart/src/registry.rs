@@ -20,6 +20,8 @@ struct Fatbin {
     /// Parameter layouts from the cubins' `.nv.info`, by kernel name (empty when unknown).
     layouts: HashMap<String, Layout>,
     modules: HashMap<u32, u64>,
+    /// `__managed__` variables: (the program's host pointer slot, name).
+    managed: Vec<(usize, String)>,
     unregistered: bool,
 }
 
@@ -57,7 +59,7 @@ fn with<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
 pub(crate) fn add_fatbin(image: Vec<u8>) -> usize {
     let layouts = layouts_of(&image);
     with(|r| {
-        r.fatbins.push(Fatbin { image, layouts, modules: HashMap::new(), unregistered: false });
+        r.fatbins.push(Fatbin { image, layouts, modules: HashMap::new(), managed: Vec::new(), unregistered: false });
         r.fatbins.len() - 1
     })
 }
@@ -88,6 +90,44 @@ pub(crate) fn add_var(fatbin: usize, host_var: usize, name: String) {
     with(|r| {
         r.vars.insert(host_var, Var { fatbin, name, on_device: HashMap::new() });
     });
+}
+
+/// Register a `__managed__` variable: `slot` is the program's host pointer to it, which points
+/// at the variable's memory once its module is loaded.
+pub(crate) fn add_managed_var(fatbin: usize, slot: usize, name: String) {
+    with(|r| {
+        if let Some(fb) = r.fatbins.get_mut(fatbin) {
+            fb.managed.push((slot, name));
+        }
+    });
+}
+
+/// `__cudaInitModule`: load fatbinary `index`'s module on the current device now (so its
+/// `__managed__` variables are reachable from the host).
+pub(crate) fn init_module(index: usize) -> Result<(), CudaError> {
+    module(index, crate::state::current_device()).map(|_| ())
+}
+
+/// A module was loaded: give each `__managed__` variable of its fatbinary a host side at its
+/// device address (the first device that loads the module owns it) and point the program's slot
+/// there.
+fn adopt_managed_vars(index: usize, dev: u32, module: u64) -> Result<(), CudaError> {
+    let vars = with(|r| r.fatbins.get(index).map(|f| f.managed.clone()).unwrap_or_default());
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let rt = rt()?;
+    for (slot, name) in vars {
+        // SAFETY: `slot` is the address of the program's `static T *var` that nvcc registered.
+        if slot == 0 || unsafe { *(slot as *const usize) } != 0 {
+            continue;
+        }
+        let (addr, size) = rt.client.module_get_global(module, &name).map_err(cuda)?;
+        let host = crate::mirror::adopt_var(rt, dev, addr, size)?;
+        // SAFETY: as above; the program reads the slot only after `__cudaInitModule` returns.
+        unsafe { *(slot as *mut usize) = host };
+    }
+    Ok(())
 }
 
 /// The fatbinary is going away (`__cudaUnregisterFatBinary`, at exit): unload its modules if a
@@ -131,7 +171,10 @@ fn module(index: usize, dev: u32) -> Result<u64, CudaError> {
             let _ = rt.client.module_unload(m);
             Ok(other)
         }
-        None => Ok(m),
+        None => {
+            adopt_managed_vars(index, dev, m)?;
+            Ok(m)
+        }
     }
 }
 

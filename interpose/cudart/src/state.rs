@@ -42,6 +42,20 @@ pub(crate) struct Runtime {
     pub(crate) streams: Mutex<HashMap<u64, (u32, i32)>>,
 }
 
+/// Attributes that describe the link between the device and *this* host, which for a remote GPU
+/// differ from what its driver reports: the host reaches managed and mapped memory through
+/// remora's coherence at synchronisation points (`mirror.rs`), not concurrently, not through
+/// its page tables and not atomically.
+const REMOTE_ATTRIBUTES: [(usize, i32); 7] = [
+    (19, 1),  // CAN_MAP_HOST_MEMORY
+    (83, 1),  // MANAGED_MEMORY
+    (86, 0),  // HOST_NATIVE_ATOMIC_SUPPORTED
+    (88, 0),  // PAGEABLE_MEMORY_ACCESS
+    (89, 0),  // CONCURRENT_MANAGED_ACCESS
+    (100, 0), // PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES
+    (101, 0), // DIRECT_MANAGED_MEM_ACCESS_FROM_HOST
+];
+
 static RUNTIME: OnceLock<Result<Runtime, CudaError>> = OnceLock::new();
 
 thread_local! {
@@ -184,7 +198,13 @@ impl Runtime {
         if let Some(i) = self.info.lock().get(&dev) {
             return Ok(Arc::clone(i));
         }
-        let i = Arc::new(self.client.device_info(dev).map_err(cuda)?);
+        let mut i = self.client.device_info(dev).map_err(cuda)?;
+        for (attr, value) in REMOTE_ATTRIBUTES {
+            if let Some(slot) = i.attributes.get_mut(attr) {
+                slot.set(value);
+            }
+        }
+        let i = Arc::new(i);
         self.info.lock().insert(dev, Arc::clone(&i));
         Ok(i)
     }

@@ -503,6 +503,13 @@ impl Client {
         self.call::<ops::PtrReply>(Opcode::MemAlloc, ops::MemAlloc::new(dev, size).as_bytes(), &[]).map(|r| r.ptr.get())
     }
 
+    /// Device memory at exactly `[addr, addr + size)` (the device side of a host range);
+    /// `ADDRESS_IN_USE` when the worker cannot place it there. Freed with [`Client::mem_free`].
+    pub fn mem_alloc_at(&self, dev: u32, addr: u64, size: u64) -> Result<(), Status> {
+        self.call::<ops::PtrReply>(Opcode::MemAllocAt, ops::MemAllocAt::new(dev, addr, size).as_bytes(), &[])
+            .map(|_| ())
+    }
+
     /// Free device memory (0 is a no-op).
     pub fn mem_free(&self, ptr: u64) -> Result<(), Status> {
         self.call_unit(Opcode::MemFree, ops::MemFree { ptr: U64::new(ptr) }.as_bytes())

@@ -65,7 +65,7 @@ pub fn from_status(s: Status) -> i32 {
     }
     match s {
         Status::OUT_OF_RANGE => cudaErrorInvalidValue,
-        Status::LIMIT_EXCEEDED => cudaErrorMemoryAllocation,
+        Status::LIMIT_EXCEEDED | Status::ADDRESS_IN_USE => cudaErrorMemoryAllocation,
         Status::UNSUPPORTED_OPCODE => cudaErrorNotSupported,
         Status::TRANSPORT | Status::SERVER_BUSY => cudaErrorDevicesUnavailable,
         Status::AUTH_FAILED => cudaErrorNotPermitted,

@@ -146,6 +146,20 @@ fn memory(b: &mut dyn Backend) {
     assert_eq!(u32s(&m[12..20]), [0xdead_beef, 0xdead_beef]);
     assert_eq!(m[20..24], data[20..24]);
 
+    // Memory at a chosen address (not granule-aligned), as for a client's mapped host range.
+    let at = 0x6000_0000_1230;
+    b.mem_alloc_at(0, at, 3 << 20).unwrap();
+    assert_eq!(b.mem_alloc_at(0, at, 16), Err(Status::ADDRESS_IN_USE));
+    assert_eq!(b.mem_alloc_at(0, at + 4096, 16), Err(Status::ADDRESS_IN_USE));
+    b.memcpy_htod(0, at + (2 << 20), &data[..4096], None).unwrap();
+    b.memcpy_dtod(0, a, at + (2 << 20), 4096, None).unwrap();
+    b.memcpy_dtoh(0, &mut back[..4096], a, None).unwrap();
+    assert!(back[..4096] == data[..4096], "through the fixed mapping");
+    b.mem_free(0, at).unwrap();
+    assert_eq!(b.mem_free(0, at), Err(Status::INVALID_VALUE), "freed once");
+    b.mem_alloc_at(0, at, 64).unwrap();
+    b.mem_free(0, at).unwrap();
+
     let (free_before, _) = b.mem_get_info(0).unwrap();
     let big = b.mem_alloc(0, 64 << 20).unwrap();
     let (free_after, _) = b.mem_get_info(0).unwrap();

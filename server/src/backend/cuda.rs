@@ -147,6 +147,56 @@ driver_api! {
         sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
         *mut *mut c_void,
     );
+    mem_get_granularity = "cuMemGetAllocationGranularity": fn(*mut usize, *const MemAllocationProp, c_int);
+    mem_address_reserve = "cuMemAddressReserve": fn(*mut sys::CUdeviceptr, usize, usize, sys::CUdeviceptr, u64);
+    mem_address_free = "cuMemAddressFree": fn(sys::CUdeviceptr, usize);
+    mem_create = "cuMemCreate": fn(*mut u64, usize, *const MemAllocationProp, u64);
+    mem_release = "cuMemRelease": fn(u64);
+    mem_map = "cuMemMap": fn(sys::CUdeviceptr, usize, usize, u64, u64);
+    mem_unmap = "cuMemUnmap": fn(sys::CUdeviceptr, usize);
+    mem_set_access = "cuMemSetAccess": fn(sys::CUdeviceptr, usize, *const MemAccessDesc, usize);
+}
+
+/// `CUmemLocation`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct MemLocation {
+    kind: c_uint,
+    id: c_int,
+}
+
+/// `CUmemAllocationProp` (32 bytes).
+#[repr(C)]
+struct MemAllocationProp {
+    kind: c_uint,
+    requested_handle_types: c_uint,
+    location: MemLocation,
+    win32_handle_meta_data: *mut c_void,
+    compression_type: u8,
+    gpu_direct_rdma_capable: u8,
+    usage: u16,
+    reserved: [u8; 4],
+}
+
+/// `CUmemAccessDesc`.
+#[repr(C)]
+struct MemAccessDesc {
+    location: MemLocation,
+    flags: c_uint,
+}
+
+const MEM_ALLOCATION_TYPE_PINNED: c_uint = 1;
+const MEM_LOCATION_TYPE_DEVICE: c_uint = 1;
+const MEM_ACCESS_FLAGS_PROT_READWRITE: c_uint = 3;
+
+/// Device memory mapped at a chosen address ([`Backend::mem_alloc_at`]): the reserved
+/// granule-aligned span and the physical allocation behind it.
+#[derive(Debug, Clone, Copy)]
+struct FixedMapping {
+    dev: u32,
+    base: u64,
+    len: usize,
+    handle: u64,
 }
 
 // cuda.h's descriptor structs, with their enums as the plain integers they are in C (see the
@@ -297,6 +347,8 @@ pub struct CudaBackend {
     arrays: HashMap<u64, u32>,
     /// Texture and surface objects (plain integers to the driver, not pointers).
     objects: HashMap<u64, u32>,
+    /// Memory mapped at client-chosen addresses, keyed by the address asked for.
+    fixed: HashMap<u64, FixedMapping>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -340,6 +392,7 @@ impl CudaBackend {
             functions: HashMap::new(),
             arrays: HashMap::new(),
             objects: HashMap::new(),
+            fixed: HashMap::new(),
         };
         for ordinal in 0..n {
             let mut dev: sys::CUdevice = 0;
@@ -355,6 +408,20 @@ impl CudaBackend {
         }
         tracing::info!(devices = n, driver_version = version, "CUDA backend ready");
         Ok(backend)
+    }
+
+    /// Undo [`Backend::mem_alloc_at`] (every step tolerates the ones before having failed).
+    fn unmap_fixed(&mut self, m: FixedMapping) {
+        if self.enter(m.dev).is_err() {
+            return;
+        }
+        // SAFETY: `m` describes our own reservation and allocation; unmapping a range that is not
+        // mapped and releasing are reported as errors by the driver, not undefined.
+        unsafe {
+            let _ = check((self.api.mem_unmap)(m.base, m.len));
+            let _ = check((self.api.mem_release)(m.handle));
+            let _ = check((self.api.mem_address_free)(m.base, m.len));
+        }
     }
 
     /// Makes `dev`'s primary context current on this thread; returns its `CUdevice`.
@@ -447,6 +514,9 @@ impl Drop for CudaBackend {
         let api = self.api;
         // Errors are ignored: after a sticky fault every call fails, and releasing the primary
         // context frees everything in it anyway.
+        for m in std::mem::take(&mut self.fixed).into_values() {
+            self.unmap_fixed(m);
+        }
         for (&m, rec) in &self.modules {
             if self.enter(rec.dev).is_ok() {
                 if let Ok(m) = handle_to_ptr(m) {
@@ -695,8 +765,74 @@ impl Backend for CudaBackend {
         Ok(p)
     }
 
+    fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()> {
+        let d = self.enter(dev)?;
+        if size == 0 {
+            return Err(Status::INVALID_VALUE);
+        }
+        if self.fixed.contains_key(&addr) {
+            return Err(Status::ADDRESS_IN_USE);
+        }
+        let location = MemLocation { kind: MEM_LOCATION_TYPE_DEVICE, id: d };
+        let prop = MemAllocationProp {
+            kind: MEM_ALLOCATION_TYPE_PINNED,
+            requested_handle_types: 0,
+            location,
+            win32_handle_meta_data: ptr::null_mut(),
+            compression_type: 0,
+            gpu_direct_rdma_capable: 0,
+            usage: 0,
+            reserved: [0; 4],
+        };
+        let mut gran: usize = 0;
+        // SAFETY: `gran` is writable; `prop` is a fully initialised CUmemAllocationProp.
+        check(unsafe { (self.api.mem_get_granularity)(&mut gran, &prop, 0) })?;
+        let gran = (gran.max(1)) as u64;
+        let base = addr / gran * gran;
+        let end = addr.checked_add(size).and_then(|e| e.checked_next_multiple_of(gran)).ok_or(Status::INVALID_VALUE)?;
+        let len = len_usize(end - base)?;
+        let mut got: sys::CUdeviceptr = 0;
+        // SAFETY: `got` is writable; reserving address space has no other effect. The address is
+        // a hint to the driver: anything but exactly `base` (or a refusal) means it is taken.
+        let reserved = check(unsafe { (self.api.mem_address_reserve)(&mut got, len, 0, base, 0) });
+        if let Err(e) = reserved {
+            tracing::debug!(addr, size, ?e, "cuMemAddressReserve refused the address");
+            return Err(Status::ADDRESS_IN_USE);
+        }
+        if got != base {
+            // SAFETY: `got` was just reserved with exactly `len` bytes.
+            let _ = check(unsafe { (self.api.mem_address_free)(got, len) });
+            return Err(Status::ADDRESS_IN_USE);
+        }
+        let mut handle: u64 = 0;
+        // SAFETY: `handle` is writable; `prop` as above; `len` is a granule multiple.
+        if let Err(e) = check(unsafe { (self.api.mem_create)(&mut handle, len, &prop, 0) }) {
+            // SAFETY: reserved above, not mapped.
+            let _ = check(unsafe { (self.api.mem_address_free)(base, len) });
+            return Err(e);
+        }
+        let access = MemAccessDesc { location, flags: MEM_ACCESS_FLAGS_PROT_READWRITE };
+        // SAFETY: `[base, base + len)` is our reservation and `handle` our allocation of `len`
+        // bytes; `access` is one initialised descriptor.
+        let mapped = check(unsafe { (self.api.mem_map)(base, len, 0, handle, 0) }).and_then(|()| {
+            // SAFETY: as above, the range is now mapped.
+            check(unsafe { (self.api.mem_set_access)(base, len, &access, 1) })
+        });
+        let m = FixedMapping { dev, base, len, handle };
+        if let Err(e) = mapped {
+            self.unmap_fixed(m);
+            return Err(e);
+        }
+        self.fixed.insert(addr, m);
+        Ok(())
+    }
+
     fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()> {
         self.enter(dev)?;
+        if let Some(m) = self.fixed.remove(&ptr) {
+            self.unmap_fixed(m);
+            return Ok(());
+        }
         // SAFETY: a device address is only a number to the host; the driver rejects addresses
         // that are not allocations.
         check(unsafe { (self.api.mem_free)(ptr) })

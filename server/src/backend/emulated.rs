@@ -208,6 +208,7 @@ enum Owner {
 struct Allocation {
     bytes: Vec<u8>,
     owner: Owner,
+    dev: u32,
 }
 
 /// All devices' memory in one address-ordered map (addresses are unified).
@@ -237,11 +238,6 @@ impl Memory {
             cursor: (0..devices).map(window_start).collect(),
             total,
         }
-    }
-
-    fn device_of(&self, addr: u64) -> Option<usize> {
-        let d = usize::try_from(addr.checked_sub(ADDRESS_BASE)? >> WINDOW_SHIFT).ok()?;
-        (d < self.used.len()).then_some(d)
     }
 
     /// The first address at or after `from` (inside `dev`'s window) where `size` bytes fit.
@@ -281,10 +277,30 @@ impl Memory {
             .or_else(|| self.find_gap(start, rounded, end))
             .ok_or(Status::OUT_OF_MEMORY)?;
         // `vec!` of zeros is calloc: pages are only touched when written.
-        self.allocs.insert(base, Allocation { bytes: vec![0; len], owner });
+        self.allocs.insert(base, Allocation { bytes: vec![0; len], owner, dev });
         self.used[d] += rounded;
         self.cursor[d] = base + rounded;
         Ok(base)
+    }
+
+    /// `size` bytes at exactly `addr` (inside a device window or not: the bump allocator skips
+    /// it like any allocation): `ADDRESS_IN_USE` if any of it overlaps an allocation.
+    fn alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()> {
+        let d = dev as usize;
+        let end = addr.checked_add(size).ok_or(Status::INVALID_VALUE)?;
+        let rounded = align_up(size.max(1), ALLOC_ALIGN).ok_or(Status::OUT_OF_MEMORY)?;
+        if rounded > self.total - self.used[d] {
+            return Err(Status::OUT_OF_MEMORY);
+        }
+        if let Some((&b, a)) = self.allocs.range(..end).next_back() {
+            if b + (a.bytes.len() as u64).max(1) > addr {
+                return Err(Status::ADDRESS_IN_USE);
+            }
+        }
+        let len = usize::try_from(size).map_err(|_| Status::OUT_OF_MEMORY)?;
+        self.allocs.insert(addr, Allocation { bytes: vec![0; len], owner: Owner::User, dev });
+        self.used[d] += rounded;
+        Ok(())
     }
 
     fn free(&mut self, ptr: u64, owner: Owner) -> Res<()> {
@@ -292,8 +308,8 @@ impl Memory {
             Some(a) if a.owner == owner => {}
             _ => return Err(Status::INVALID_VALUE),
         }
-        let d = self.device_of(ptr).ok_or(Status::INVALID_VALUE)?;
         let a = self.allocs.remove(&ptr).ok_or(Status::INVALID_VALUE)?;
+        let d = a.dev as usize;
         let rounded = align_up((a.bytes.len() as u64).max(1), ALLOC_ALIGN).unwrap_or(0);
         self.used[d] -= rounded;
         Ok(())
@@ -771,6 +787,14 @@ impl Backend for EmulatedBackend {
             return Err(Status::INVALID_VALUE);
         }
         self.mem.alloc(dev, size, Owner::User)
+    }
+
+    fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()> {
+        self.enter(dev)?;
+        if size == 0 || addr == 0 {
+            return Err(Status::INVALID_VALUE);
+        }
+        self.mem.alloc_at(dev, addr, size)
     }
 
     fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()> {

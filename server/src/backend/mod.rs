@@ -148,7 +148,10 @@ pub trait Backend: Send {
 
     /// `cuMemAlloc`.
     fn mem_alloc(&mut self, dev: u32, size: u64) -> Res<u64>;
-    /// `cuMemFree`.
+    /// Device memory at exactly `[addr, addr + size)` (a client host range's device mirror);
+    /// `ADDRESS_IN_USE` when that range cannot be had. Freed by `mem_free(dev, addr)`.
+    fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()>;
+    /// `cuMemFree` (also of a [`Backend::mem_alloc_at`] range).
     fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()>;
     /// Host → device, ordered on `stream`; `src` may be reused when this returns.
     fn memcpy_htod(&mut self, dev: u32, dst: u64, src: &[u8], stream: RawStream) -> Res<()>;

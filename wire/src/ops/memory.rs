@@ -13,6 +13,19 @@ wire_structs! {
         pub size: U64,
     }
 
+    /// Device memory at a fixed virtual address (`cuMemAddressReserve` with the address +
+    /// `cuMemCreate` + `cuMemMap`): the device side of a client's managed or mapped host range.
+    pub struct MemAllocAt {
+        /// Device ordinal.
+        pub device: U32,
+        /// Zero.
+        pub reserved: U32,
+        /// First byte of the range (any alignment; the server maps whole granules around it).
+        pub addr: U64,
+        /// Bytes.
+        pub size: U64,
+    }
+
     /// `cuMemFree`.
     pub struct MemFree {
         /// Base address of an allocation of this session.
@@ -83,6 +96,13 @@ wire_structs! {
         pub element_size: U32,
         /// Stream handle.
         pub stream: U64,
+    }
+}
+
+impl MemAllocAt {
+    /// A request for `size` bytes of `device` memory at `addr`.
+    pub fn new(device: u32, addr: u64, size: u64) -> MemAllocAt {
+        MemAllocAt { device: U32::new(device), reserved: U32::new(0), addr: U64::new(addr), size: U64::new(size) }
     }
 }
 

@@ -50,6 +50,7 @@ mod tests {
         use core::mem::size_of;
         assert_eq!(size_of::<Empty>(), 0);
         assert_eq!(size_of::<MemAlloc>(), 16);
+        assert_eq!(size_of::<MemAllocAt>(), 24);
         assert_eq!(size_of::<MemcpyHtoD>(), 24);
         assert_eq!(size_of::<MemcpyDtoD>(), 32);
         assert_eq!(size_of::<Memset>(), 32);
@@ -103,6 +104,7 @@ mod tests {
             assert_eq!(crate::read::<T>(&bytes).unwrap(), v);
         }
         rt(MemAlloc::new(1, 99));
+        rt(MemAllocAt::new(0, 0x7f00_0000_1000, 4096));
         rt(MemFree { ptr: U64::new(5) });
         rt(MemcpyDtoH { src: U64::new(1), len: U64::new(2), stream: U64::new(3) });
         rt(MemcpyDtoD { dst: U64::new(1), src: U64::new(2), len: U64::new(3), stream: U64::new(0) });

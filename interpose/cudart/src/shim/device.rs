@@ -101,7 +101,11 @@ pub unsafe extern "C" fn cudaDeviceGetAttribute(value: *mut c_int, attr: c_int, 
 
 #[no_mangle]
 pub unsafe extern "C" fn cudaDeviceSynchronize() -> CudaError {
-    guard("cudaDeviceSynchronize", || rt()?.client.device_synchronize(current_device()).map_err(cuda))
+    guard("cudaDeviceSynchronize", || {
+        let rt = rt()?;
+        rt.client.device_synchronize(current_device()).map_err(cuda)?;
+        crate::mirror::synced(rt)
+    })
 }
 
 #[no_mangle]
@@ -112,6 +116,7 @@ pub unsafe extern "C" fn cudaDeviceReset() -> CudaError {
         rt.client.device_reset(dev).map_err(cuda)?;
         rt.allocations.lock().retain(|_, &mut (_, d)| d != dev);
         crate::registry::forget_device(dev);
+        crate::mirror::forget_device(dev);
         Ok(())
     })
 }

@@ -56,7 +56,11 @@ pub unsafe extern "C" fn cudaEventRecordWithFlags(event: *mut c_void, stream: *m
 
 #[no_mangle]
 pub unsafe extern "C" fn cudaEventSynchronize(event: *mut c_void) -> CudaError {
-    guard("cudaEventSynchronize", || rt()?.client.event_synchronize(handle(event)?).map_err(cuda))
+    guard("cudaEventSynchronize", || {
+        let rt = rt()?;
+        rt.client.event_synchronize(handle(event)?).map_err(cuda)?;
+        crate::mirror::synced(rt)
+    })
 }
 
 #[no_mangle]

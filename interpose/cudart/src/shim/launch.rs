@@ -159,11 +159,34 @@ pub(crate) fn send(p: &Packed, stream: u64, cooperative: bool) -> Result<(), Cud
         block: [p.block.x, p.block.y, p.block.z],
         shared_mem: u32::try_from(p.shared_mem).map_err(|_| INVALID_VALUE)?,
     };
+    map_pinned_arguments(rt, &p.params)?;
+    crate::mirror::touch_all(rt)?;
     if cooperative {
         rt.client.launch_cooperative(function, dims, stream, &p.params).map_err(cuda)
     } else {
         rt.client.launch(function, dims, stream, &p.params).map_err(cuda)
     }
+}
+
+/// With unified addressing a kernel may be given pinned host memory directly: every aligned
+/// pointer-sized word of the parameters that points into a pinned range gives that range a
+/// device side at the same address (once), so the kernel finds the data there.
+fn map_pinned_arguments(rt: &crate::state::Runtime, params: &[u8]) -> Result<(), CudaError> {
+    if rt.pinned.lock().is_empty() {
+        return Ok(());
+    }
+    for word in params.chunks_exact(8) {
+        let Ok(v) = usize::try_from(u64::from_le_bytes(word.try_into().map_err(|_| INVALID_VALUE)?)) else {
+            continue;
+        };
+        if v == 0 || crate::mirror::find(v).is_some() {
+            continue;
+        }
+        if let Some((base, size, _)) = rt.pinned_range(v) {
+            crate::mirror::map_host(rt, current_device(), base, size)?;
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,7 +5,6 @@
 //! so `cudaMemcpyDefault` can tell device from host pointers and a pointer that is not the
 //! session's fails at once with `cudaErrorInvalidValue`, as libcudart fails it.
 
-use std::alloc::Layout;
 use std::ffi::c_void;
 
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, CudaPointerAttributes};
@@ -13,6 +12,7 @@ use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitched
 use super::array::End;
 use crate::ffi;
 use crate::graph::{self, Op};
+use crate::mirror;
 use crate::registry;
 use crate::state::{
     cuda, current_device, guard, rt, CudaError, Runtime, INVALID_MEMCPY_DIRECTION, INVALID_VALUE, MEMORY_ALLOCATION,
@@ -26,13 +26,29 @@ const DEFAULT: i32 = 4;
 
 const HOST_MEMORY_ALREADY_REGISTERED: CudaError = 712;
 const HOST_MEMORY_NOT_REGISTERED: CudaError = 713;
-const PAGE: usize = 4096;
 const INVALID_PITCH_VALUE: CudaError = 12;
 
-/// A copy's direction once `cudaMemcpyDefault` is resolved.
+/// A host-side address from its wire form (pointers round-trip through `u64` on 64-bit hosts,
+/// the only ones the CUDA 13 ABI exists for).
+fn host_addr(p: u64) -> usize {
+    usize::try_from(p).unwrap_or(usize::MAX)
+}
+
+/// A copy's direction once `cudaMemcpyDefault` is resolved. A side named device memory that is
+/// pinned host memory (the device pointer of mapped memory is its host pointer) is host memory.
 fn direction(rt: &Runtime, dst: u64, src: u64, kind: i32) -> Result<i32, CudaError> {
+    let pinned_host = |p: u64| rt.allocation(p).is_none() && rt.pinned_range(host_addr(p)).is_some();
     match kind {
-        HOST_TO_HOST..=DEVICE_TO_DEVICE => Ok(kind),
+        HOST_TO_HOST..=DEVICE_TO_DEVICE => {
+            let src_dev = (kind == DEVICE_TO_HOST || kind == DEVICE_TO_DEVICE) && !pinned_host(src);
+            let dst_dev = (kind == HOST_TO_DEVICE || kind == DEVICE_TO_DEVICE) && !pinned_host(dst);
+            Ok(match (src_dev, dst_dev) {
+                (false, false) => HOST_TO_HOST,
+                (false, true) => HOST_TO_DEVICE,
+                (true, false) => DEVICE_TO_HOST,
+                (true, true) => DEVICE_TO_DEVICE,
+            })
+        }
         DEFAULT => {
             let d = rt.allocation(dst).is_some();
             let s = rt.allocation(src).is_some();
@@ -72,8 +88,28 @@ pub(crate) fn copy(
         return Ok(());
     }
     let (d, s) = (dst as u64, src as u64);
-    match direction(rt, d, s, kind)? {
+    let r = copy_once(rt, dst, src, count, direction(rt, d, s, kind)?, stream, wait);
+    if wait && r.is_ok() {
+        // A blocking copy is a synchronisation point for managed memory.
+        mirror::synced(rt)?;
+    }
+    r
+}
+
+fn copy_once(
+    rt: &Runtime,
+    dst: *mut c_void,
+    src: *const c_void,
+    count: usize,
+    direction: i32,
+    stream: u64,
+    wait: bool,
+) -> Result<(), CudaError> {
+    let (d, s) = (dst as u64, src as u64);
+    match direction {
         HOST_TO_HOST => {
+            mirror::host_access(rt, src as usize)?;
+            mirror::host_access(rt, dst as usize)?;
             // SAFETY: both are host buffers of `count` bytes (the API contract); may overlap.
             let from = unsafe { ffi::bytes(src as *const u8, count) }?;
             // SAFETY: as above, for the destination.
@@ -82,6 +118,8 @@ pub(crate) fn copy(
         }
         HOST_TO_DEVICE => {
             device_range(rt, d, count)?;
+            mirror::host_access(rt, src as usize)?;
+            mirror::touch(rt, &[], &[(d, count)])?;
             // SAFETY: `src` is a host buffer of `count` bytes.
             let data = unsafe { ffi::bytes(src as *const u8, count) }?;
             if wait && stream == 0 {
@@ -92,6 +130,8 @@ pub(crate) fn copy(
         }
         DEVICE_TO_HOST => {
             device_range(rt, s, count)?;
+            mirror::host_access(rt, dst as usize)?;
+            mirror::touch(rt, &[(s, count)], &[])?;
             // SAFETY: `dst` is a host buffer of `count` writable bytes.
             let out = unsafe { ffi::bytes_mut(dst as *mut u8, count) }?;
             rt.client.memcpy_dtoh_on(out, s, stream).map_err(cuda)
@@ -99,6 +139,7 @@ pub(crate) fn copy(
         _ => {
             device_range(rt, s, count)?;
             device_range(rt, d, count)?;
+            mirror::touch(rt, &[(s, count)], &[(d, count)])?;
             rt.client.memcpy_dtod(d, s, count as u64, stream, wait && stream == 0).map_err(cuda)
         }
     }
@@ -129,6 +170,13 @@ pub unsafe extern "C" fn cudaFree(dev_ptr: *mut c_void) -> CudaError {
         let rt = rt()?;
         let p = dev_ptr as u64;
         if p == 0 {
+            return Ok(());
+        }
+        if let Some((base, _, mirror::Kind::Managed, _)) = mirror::find(dev_ptr as usize) {
+            if base as u64 != p {
+                return Err(INVALID_VALUE);
+            }
+            mirror::release(rt, base)?;
             return Ok(());
         }
         match rt.allocation(p) {
@@ -174,6 +222,7 @@ pub unsafe extern "C" fn cudaMemset(dev_ptr: *mut c_void, value: i32, count: usi
             return Ok(());
         }
         device_range(rt, dev_ptr as u64, count)?;
+        mirror::touch(rt, &[], &[(dev_ptr as u64, count)])?;
         rt.client.memset(dev_ptr as u64, (value & 0xff) as u32, 1, count as u64, 0, true).map_err(cuda)
     })
 }
@@ -196,6 +245,7 @@ pub unsafe extern "C" fn cudaMemsetAsync(
         if let Some(captured) = graph::capture(s, op) {
             return captured;
         }
+        mirror::touch(rt, &[], &[(dev_ptr as u64, count)])?;
         rt.client.memset(dev_ptr as u64, (value & 0xff) as u32, 1, count as u64, s, false).map_err(cuda)
     })
 }
@@ -311,17 +361,47 @@ pub unsafe extern "C" fn cudaMemcpy2DAsync(
     })
 }
 
+/// Fresh zeroed memory for `cudaMallocHost`/`cudaHostAlloc`, in whole device granules of its own
+/// (`mirror::GRANULE`), so that a device side can be mapped at the same address later without
+/// meeting another allocation's.
+fn map_granules(size: usize) -> Result<*mut u8, CudaError> {
+    let len = size.max(1).checked_next_multiple_of(mirror::GRANULE).ok_or(MEMORY_ALLOCATION)?;
+    let over = len.checked_add(mirror::GRANULE).ok_or(MEMORY_ALLOCATION)?;
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            over,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(MEMORY_ALLOCATION);
+    }
+    let start = p as usize;
+    let aligned = start.next_multiple_of(mirror::GRANULE);
+    // SAFETY: both trims are inside the mapping just made and leave `[aligned, aligned + len)`.
+    unsafe {
+        if aligned > start {
+            libc::munmap(p, aligned - start);
+        }
+        let tail = start + over - (aligned + len);
+        if tail > 0 {
+            libc::munmap((aligned + len) as *mut c_void, tail);
+        }
+    }
+    Ok(aligned as *mut u8)
+}
+
 fn host_alloc(ptr: *mut *mut c_void, size: usize, flags: u32) -> Result<(), CudaError> {
     if ptr.is_null() {
         return Err(INVALID_VALUE);
     }
     let rt = rt()?;
-    let layout = Layout::from_size_align(size.max(1), PAGE).map_err(|_| MEMORY_ALLOCATION)?;
-    // SAFETY: the layout has a non-zero size.
-    let p = unsafe { std::alloc::alloc_zeroed(layout) };
-    if p.is_null() {
-        return Err(MEMORY_ALLOCATION);
-    }
+    let p = map_granules(size)?;
     // With unified addressing every page-locked allocation is mapped (cudaHostAllocMapped), and
     // libcudart reports it so.
     rt.pinned.lock().insert(p as usize, (size.max(1), flags | 0x2, true));
@@ -356,10 +436,11 @@ pub unsafe extern "C" fn cudaFreeHost(ptr: *mut c_void) -> CudaError {
         if !ours {
             return Err(INVALID_VALUE);
         }
+        mirror::release(rt, ptr as usize)?;
         rt.pinned.lock().remove(&(ptr as usize));
-        let layout = Layout::from_size_align(size, PAGE).map_err(|_| INVALID_VALUE)?;
-        // SAFETY: allocated by host_alloc with exactly this layout, and removed from the table.
-        unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+        let len = size.next_multiple_of(mirror::GRANULE);
+        // SAFETY: mapped by map_granules with exactly this length, and removed from the table.
+        unsafe { libc::munmap(ptr, len) };
         Ok(())
     })
 }
@@ -384,14 +465,12 @@ pub unsafe extern "C" fn cudaHostRegister(ptr: *mut c_void, size: usize, flags: 
 pub unsafe extern "C" fn cudaHostUnregister(ptr: *mut c_void) -> CudaError {
     guard("cudaHostUnregister", || {
         let rt = rt()?;
-        let mut p = rt.pinned.lock();
-        match p.get(&(ptr as usize)) {
-            Some(&(_, _, false)) => {
-                p.remove(&(ptr as usize));
-                Ok(())
-            }
-            _ => Err(HOST_MEMORY_NOT_REGISTERED),
+        if !matches!(rt.pinned.lock().get(&(ptr as usize)), Some(&(_, _, false))) {
+            return Err(HOST_MEMORY_NOT_REGISTERED);
         }
+        mirror::release(rt, ptr as usize)?;
+        rt.pinned.lock().remove(&(ptr as usize));
+        Ok(())
     })
 }
 
@@ -542,6 +621,7 @@ pub(crate) fn copy_3d(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wait: bo
     }
     if wait {
         rt.client.stream_synchronize(stream).map_err(cuda)?;
+        mirror::synced(rt)?;
     }
     Ok(())
 }
@@ -676,7 +756,16 @@ pub unsafe extern "C" fn cudaPointerGetAttributes(
     guard("cudaPointerGetAttributes", || {
         let rt = rt()?;
         let p = ptr as u64;
-        let a = if let Some((_, _, dev)) = rt.allocation(p) {
+        let a = if let Some((_, _, mirror::Kind::Managed | mirror::Kind::ManagedVar, dev)) = mirror::find(ptr as usize)
+        {
+            CudaPointerAttributes {
+                type_: 3,
+                device: dev as i32,
+                devicePointer: ptr as *mut c_void,
+                hostPointer: ptr as *mut c_void,
+                reserved: [0; 8],
+            }
+        } else if let Some((_, _, dev)) = rt.allocation(p) {
             CudaPointerAttributes {
                 type_: 2,
                 device: dev as i32,

@@ -11,6 +11,7 @@ mod error;
 mod event;
 mod graph;
 pub(crate) mod launch;
+mod managed;
 pub(crate) mod memory;
 mod mempool;
 mod per_thread;

@@ -6,6 +6,7 @@ use std::ffi::{c_int, c_void};
 
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, Dim3};
 
+use super::managed::{self, CudaMemLocation};
 use super::{array, event, graph, launch, memory, mempool, stream};
 use crate::state::{per_thread as with_per_thread_stream, CudaError};
 
@@ -69,3 +70,4 @@ per_thread!(cudaMemcpy2DFromArrayAsync_ptsz => array::cudaMemcpy2DFromArrayAsync
 per_thread!(cudaMemcpy2DArrayToArray_ptds => array::cudaMemcpy2DArrayToArray, (dst: *mut c_void, w_offset_dst: usize, h_offset_dst: usize, src: *const c_void, w_offset_src: usize, h_offset_src: usize, width: usize, height: usize, kind: i32));
 per_thread!(cudaStreamSetAttribute_ptsz => stream::cudaStreamSetAttribute, (stream: Stream, attr: c_int, value: *const [u8; 64]));
 per_thread!(cudaStreamGetAttribute_ptsz => stream::cudaStreamGetAttribute, (stream: Stream, attr: c_int, value: *mut [u8; 64]));
+per_thread!(cudaMemPrefetchAsync_ptsz => managed::cudaMemPrefetchAsync, (ptr: *const c_void, count: usize, location: CudaMemLocation, flags: u32, stream: Stream));

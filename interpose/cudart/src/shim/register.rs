@@ -112,6 +112,39 @@ pub unsafe extern "C" fn __cudaRegisterVar(
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn __cudaInitModule(_handle: *mut *mut c_void) -> c_char {
-    1
+pub unsafe extern "C" fn __cudaRegisterManagedVar(
+    handle: *mut *mut c_void,
+    host_var_ptr_address: *mut *mut c_void,
+    device_address: *mut c_char,
+    _device_name: *const c_char,
+    _ext: c_int,
+    _size: usize,
+    _constant: c_int,
+    _global: c_int,
+) {
+    let _ = std::panic::catch_unwind(|| {
+        let Some(index) = handle_index(handle) else { return };
+        // SAFETY: nvcc passes the variable's (mangled) name as a NUL-terminated string.
+        let Some(name) = (unsafe { ffi::string(device_address) }) else { return };
+        registry::add_managed_var(index, host_var_ptr_address as usize, name);
+    });
+}
+
+/// Called by nvcc's generated code before the host first touches a `__managed__` variable: the
+/// module is loaded (connecting if needed) and the variables' host pointers set. Returns 1 on
+/// success; on failure the reason is printed, and 0 makes the program's next access retry.
+#[no_mangle]
+pub unsafe extern "C" fn __cudaInitModule(handle: *mut *mut c_void) -> c_char {
+    let r = std::panic::catch_unwind(|| match handle_index(handle) {
+        Some(index) if index != usize::MAX => registry::init_module(index),
+        _ => Ok(()),
+    });
+    match r {
+        Ok(Ok(())) => 1,
+        Ok(Err(e)) => {
+            eprintln!("remora: __cudaInitModule: cannot load the module of __managed__ variables (cudaError {e})");
+            0
+        }
+        Err(_) => 0,
+    }
 }

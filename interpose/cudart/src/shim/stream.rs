@@ -90,7 +90,8 @@ pub unsafe extern "C" fn cudaStreamSynchronize(stream: *mut c_void) -> CudaError
         let rt = rt()?;
         let s = rt.stream(stream as usize)?;
         graph::refuse_if_capturing(s)?;
-        rt.client.stream_synchronize(s).map_err(cuda)
+        rt.client.stream_synchronize(s).map_err(cuda)?;
+        crate::mirror::synced(rt)
     })
 }
 
@@ -137,6 +138,7 @@ pub unsafe extern "C" fn cudaLaunchHostFunc(
             return captured;
         }
         rt.client.stream_synchronize(s).map_err(cuda)?;
+        crate::mirror::synced(rt)?;
         // SAFETY: the application's callback, called with its own user data, as CUDA would.
         unsafe { f(user_data) };
         Ok(())
@@ -159,9 +161,9 @@ pub unsafe extern "C" fn cudaStreamAddCallback(
         let s = rt.stream(stream as usize)?;
         // CUDA refuses stream callbacks in a capture (host nodes are cudaLaunchHostFunc's).
         graph::refuse_if_capturing(s)?;
-        let status = match rt.client.stream_synchronize(s) {
+        let status = match rt.client.stream_synchronize(s).map_err(cuda).and_then(|()| crate::mirror::synced(rt)) {
             Ok(()) => 0,
-            Err(s) => cuda(s),
+            Err(e) => e,
         };
         // SAFETY: the application's callback with its stream, the stream's status and its data.
         unsafe { cb(stream, status, user_data) };
