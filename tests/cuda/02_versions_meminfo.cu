@@ -17,21 +17,24 @@ int main() {
   CK(cudaMemGetInfo(&free0, &total0));
   check("total > 0", total0 > 0);
   check("free <= total", free0 <= total0);
-  check("free > 256 MiB", free0 > (256ull << 20));
+  check("free > 4 GiB", free0 > (4ull << 30));
   check("total == totalGlobalMem", total0 == p.totalGlobalMem);
 
-  const size_t big = 256ull << 20;
+  // The GPU may be shared (through remora: other sessions' worker processes start and end while
+  // this runs, each with a context of a few hundred MiB), so the drop and the rise are checked
+  // against half of a 4 GiB allocation: what this program did, not the exact byte count.
+  const size_t big = 4ull << 30;
   void* d = nullptr;
   CK(cudaMalloc(&d, big));
   size_t free1 = 0, total1 = 0;
   CK(cudaMemGetInfo(&free1, &total1));
   check("total unchanged by cudaMalloc", total1 == total0);
-  check("free dropped by >= 256 MiB", free1 + big <= free0);
+  check("free dropped by >= 2 GiB", free1 + big / 2 <= free0);
   CK(cudaDeviceSynchronize());
   CK(cudaFree(d));
   size_t free2 = 0, total2 = 0;
   CK(cudaMemGetInfo(&free2, &total2));
-  check("free rose again after cudaFree", free2 >= free1 + big);
+  check("free rose again after cudaFree", free2 >= free1 + big / 2);
 
   // Many small allocations.
   void* ptrs[64];

@@ -211,6 +211,13 @@ pub trait Link: Send + fmt::Debug {
     /// Make [`Link::recv_exact`] fail with [`Error::Timeout`] when no byte arrives for `timeout`
     /// (`None`: wait for ever). Used around handshakes, so a silent peer cannot hold a thread.
     fn set_recv_timeout(&mut self, timeout: Option<Duration>);
+    /// Declare the peer dead when it stops answering *at the transport level* (its host or the
+    /// network gone, not a long operation) for about `timeout`, even while blocked in
+    /// [`Link::recv_exact`]. TCP: keep-alive probes and `TCP_USER_TIMEOUT`. Links whose peer's
+    /// death is reported at once (shm: the doorbell socket closes) ignore it.
+    fn set_dead_peer_timeout(&mut self, _timeout: Duration) -> Result<()> {
+        Ok(())
+    }
     /// The backend's name (`tcp`, `shm`).
     fn kind(&self) -> &'static str;
     /// The peer, for logs.

@@ -38,6 +38,28 @@ fn with_context(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
+/// How long a silent peer (host down, network cut) lives by default: 5 s.
+pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Keep-alive probes every second after a second idle, as many as fit `timeout`, and
+/// `TCP_USER_TIMEOUT` = `timeout` for data (or probes) left unacknowledged: the kernel then ends
+/// the connection and a blocked `recv` returns an error. A busy but live peer's kernel answers
+/// the probes, so long operations are not cut short.
+fn set_dead_peer_timeout(sock: &TcpStream, timeout: Duration) -> Result<()> {
+    let fd = sock.as_raw_fd();
+    let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX).max(2);
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(2000);
+    for (name, what, v) in [
+        (libc::TCP_KEEPIDLE, "set TCP_KEEPIDLE", 1),
+        (libc::TCP_KEEPINTVL, "set TCP_KEEPINTVL", 1),
+        (libc::TCP_KEEPCNT, "set TCP_KEEPCNT", secs - 1),
+        (libc::TCP_USER_TIMEOUT, "set TCP_USER_TIMEOUT", ms),
+    ] {
+        sys::set_int_opt(fd, libc::IPPROTO_TCP, name, v).map_err(|e| Error::io(what, e))?;
+    }
+    Ok(())
+}
+
 impl TcpLink {
     /// Connect to `addr` (`host:port`).
     pub fn connect(addr: &str) -> Result<TcpLink> {
@@ -67,6 +89,7 @@ impl TcpLink {
         sock.set_nodelay(true).map_err(|e| Error::io("set TCP_NODELAY", e))?;
         sys::set_int_opt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
             .map_err(|e| Error::io("set SO_KEEPALIVE", e))?;
+        set_dead_peer_timeout(&sock, DEAD_PEER_TIMEOUT)?;
         Ok(TcpLink { sock, policy: PollPolicy::default(), recv_timeout: None, peer, server_side })
     }
 
@@ -161,6 +184,10 @@ impl Link for TcpLink {
         self.recv_timeout = timeout;
     }
 
+    fn set_dead_peer_timeout(&mut self, timeout: Duration) -> Result<()> {
+        set_dead_peer_timeout(&self.sock, timeout)
+    }
+
     fn kind(&self) -> &'static str {
         "tcp"
     }
@@ -244,6 +271,14 @@ mod tests {
         assert!(link.stream().nodelay().unwrap());
         let ka = sys::get_int_opt(link.stream().as_raw_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE).unwrap();
         assert_eq!(ka, 1);
+        let fd = link.stream().as_raw_fd();
+        let opt = |name| sys::get_int_opt(fd, libc::IPPROTO_TCP, name).unwrap();
+        assert_eq!(opt(libc::TCP_USER_TIMEOUT), 5000, "dead-peer timeout by default");
+        assert_eq!((opt(libc::TCP_KEEPIDLE), opt(libc::TCP_KEEPINTVL), opt(libc::TCP_KEEPCNT)), (1, 1, 4));
+        let mut link: Box<dyn Link> = Box::new(link);
+        link.set_dead_peer_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(opt(libc::TCP_USER_TIMEOUT), 30_000);
+        assert_eq!(opt(libc::TCP_KEEPCNT), 29);
         drop(s);
     }
 

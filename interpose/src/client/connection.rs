@@ -123,6 +123,21 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(90);
 const KEEPALIVE: Duration = Duration::from_secs(10);
 const DEAD_AFTER: Duration = Duration::from_secs(3600);
 
+/// `REMORA_TIMEOUT` (seconds, default 5): how long a server that stopped answering at the
+/// transport level (host down, network cut) may keep a call waiting before it fails.
+fn dead_peer_timeout() -> Duration {
+    match std::env::var("REMORA_TIMEOUT") {
+        Ok(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 => Duration::from_secs_f64(s.min(86_400.0)),
+            _ => {
+                tracing::warn!("REMORA_TIMEOUT={v:?} is not a positive number of seconds; using 5");
+                remora_transport::tcp::DEAD_PEER_TIMEOUT
+            }
+        },
+        Err(_) => remora_transport::tcp::DEAD_PEER_TIMEOUT,
+    }
+}
+
 impl Client {
     /// Connect to `url` (`tcp://host:port`, `shm://name`) and run the handshake.
     pub fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
@@ -135,6 +150,8 @@ impl Client {
         let (welcome, capabilities) = handshake::client_handshake(&mut *link, token.map(str::as_bytes), caps)
             .map_err(|source| ConnectError::Handshake { url: url.into(), source })?;
         link.set_recv_timeout(None);
+        link.set_dead_peer_timeout(dead_peer_timeout())
+            .map_err(|source| ConnectError::Connect { url: url.into(), source })?;
         tracing::debug!(%endpoint, session = welcome.session_id.get(), worker = welcome.worker_pid.get(), backend = welcome.backend_name(), "connected");
         let epoch = Instant::now();
         Ok(Client {
