@@ -30,6 +30,9 @@ pub struct Limits {
     pub max_module_bytes: u64,
     /// Arrays the session may hold.
     pub max_arrays: usize,
+    /// Bytes of device address space the session may reserve (pinned host memory of the
+    /// client takes its addresses from there): 64 TiB by default, a quarter of the GPU's VA.
+    pub max_reserved: u64,
 }
 
 impl Default for Limits {
@@ -40,6 +43,7 @@ impl Default for Limits {
             max_events: 65536,
             max_module_bytes: 1 << 30,
             max_arrays: 65536,
+            max_reserved: 64 << 40,
         }
     }
 }
@@ -111,6 +115,9 @@ pub struct Session<'s> {
     limits: Limits,
     stats: &'s SessionStats,
     ranges: Ranges,
+    /// Device address space reserved for the client (`MemReserve`): base → (bytes, device).
+    /// Not memory: copies there are refused until `MemAllocAt` maps some.
+    reservations: std::collections::BTreeMap<u64, (u64, u32)>,
     streams: Slab<Owned>,
     events: Slab<Owned>,
     modules: Slab<Owned>,
@@ -227,6 +234,7 @@ impl<'s> Session<'s> {
             limits,
             stats,
             ranges: Ranges::default(),
+            reservations: std::collections::BTreeMap::new(),
             streams: Slab::default(),
             events: Slab::default(),
             modules: Slab::default(),
@@ -343,6 +351,7 @@ impl<'s> Session<'s> {
                 | Opcode::ArrayCreate
                 | Opcode::MemAlloc
                 | Opcode::MemAllocAt
+                | Opcode::MemReserve
                 | Opcode::StreamCreate
                 | Opcode::EventCreate => first_u32(),
                 Opcode::MemFree | Opcode::MemcpyDtoD | Opcode::Memset => first_u64().and_then(ptr_dev),
@@ -838,32 +847,53 @@ impl<'s> Session<'s> {
                 self.put(&ops::PtrReply { ptr: U64::new(ptr) });
                 Ok(())
             }
+            Opcode::MemReserve => {
+                let o: ops::MemAlloc = op(p)?;
+                let dev = self.check_dev(o.device.get())?;
+                let size = o.size.get();
+                if size == 0 {
+                    return Err(Status::INVALID_VALUE);
+                }
+                let reserved: u64 = self.reservations.values().map(|&(s, _)| s).sum();
+                if reserved.saturating_add(size) > self.limits.max_reserved {
+                    return Err(Status::OUT_OF_MEMORY);
+                }
+                let base = self.backend.mem_reserve(dev, size)?;
+                self.reservations.insert(base, (size, dev));
+                self.put(&ops::PtrReply { ptr: U64::new(base) });
+                Ok(())
+            }
             Opcode::MemAllocAt => {
                 let o: ops::MemAllocAt = op(p)?;
                 let dev = self.check_dev(o.device.get())?;
                 let (addr, size) = (o.addr.get(), o.size.get());
                 let end = addr.checked_add(size).ok_or(Status::INVALID_VALUE)?;
-                if size == 0 || addr == 0 {
+                if size == 0 {
                     return Err(Status::INVALID_VALUE);
                 }
                 // Not over anything this session already owns (the backend checks the rest).
-                if self.ranges.overlaps(addr, end) {
+                if addr != 0 && self.ranges.overlaps(addr, end) {
                     return Err(Status::ADDRESS_IN_USE);
                 }
                 let (_, held) = self.ranges.allocation_totals();
                 if held.saturating_add(size) > self.limits.max_memory {
                     return Err(Status::OUT_OF_MEMORY);
                 }
-                self.backend.mem_alloc_at(dev, addr, size)?;
-                self.ranges.insert(addr, Range { dev, size, kind: RangeKind::Allocation });
+                let at = self.backend.mem_alloc_at(dev, addr, size)?;
+                self.ranges.insert(at, Range { dev, size, kind: RangeKind::Allocation });
                 self.publish_totals();
-                self.put(&ops::PtrReply { ptr: U64::new(addr) });
+                self.put(&ops::PtrReply { ptr: U64::new(at) });
                 Ok(())
             }
             Opcode::MemFree => {
                 let o: ops::MemFree = op(p)?;
                 if o.ptr.get() == 0 {
                     return Ok(());
+                }
+                if self.ranges.containing(o.ptr.get()).is_none() {
+                    if let Some((_, dev)) = self.reservations.remove(&o.ptr.get()) {
+                        return self.backend.mem_unreserve(dev, o.ptr.get());
+                    }
                 }
                 let r = self.ranges.remove_allocation(o.ptr.get())?;
                 self.publish_totals();
@@ -1124,6 +1154,11 @@ impl<'s> Session<'s> {
         for (base, r) in self.ranges.remove_device(dev) {
             let _ = self.backend.mem_free(r.dev, base);
         }
+        let gone: Vec<u64> = self.reservations.iter().filter(|(_, &(_, d))| d == dev).map(|(&b, _)| b).collect();
+        for base in gone {
+            self.reservations.remove(&base);
+            let _ = self.backend.mem_unreserve(dev, base);
+        }
         self.publish_totals();
     }
 
@@ -1151,6 +1186,9 @@ impl<'s> Session<'s> {
             if self.backend.mem_free(r.dev, base).is_err() {
                 failed += 1;
             }
+        }
+        for (base, (_, dev)) in std::mem::take(&mut self.reservations) {
+            let _ = self.backend.mem_unreserve(dev, base);
         }
         if failed > 0 {
             tracing::warn!(failed, "frees refused by the backend (device fault?); process exit releases them");

@@ -24,6 +24,8 @@ extern cudaError_t cudaStreamAttachMemAsync(void *, void *, size_t, unsigned int
 extern cudaError_t cudaHostAlloc(void **, size_t, unsigned int);
 extern cudaError_t cudaHostGetDevicePointer(void **, void *, unsigned int);
 extern cudaError_t cudaFreeHost(void *);
+extern cudaError_t cudaHostRegister(void *, size_t, unsigned int);
+extern cudaError_t cudaHostUnregister(void *);
 extern cudaError_t cudaGetLastError(void);
 extern const char *cudaGetErrorName(cudaError_t);
 
@@ -78,6 +80,24 @@ int main(void) {
     printf("copy from mapped memory: %s\n", memcmp(back, h, 1 << 16) == 0 ? "yes" : "no");
     EXPECT(cudaHostGetDevicePointer((void **)&dp, back, 0), 1);
     CHECK(cudaFreeHost(h));
+
+    /* Registered memory: its device side is elsewhere, and device work through it stays
+     * coherent with the host's copy. */
+    unsigned char *reg = aligned_alloc(4096, 1 << 16), *dreg = NULL;
+    for (int i = 0; i < 1 << 16; i++) reg[i] = (unsigned char)(i * 13);
+    CHECK(cudaHostRegister(reg, 1 << 16, 2));
+    CHECK(cudaHostGetDevicePointer((void **)&dreg, reg + 16, 0));
+    CHECK(cudaMemcpy(d, dreg, 4096, 3));
+    CHECK(cudaMemcpy(back, d, 4096, 2));
+    printf("registered memory's device side: %s\n", memcmp(back, reg + 16, 4096) == 0 ? "yes" : "no");
+    reg[100] = 0x77;
+    CHECK(cudaMemcpy(back, dreg + 84, 1, 2));
+    printf("device side sees later host write: %s\n", back[0] == 0x77 ? "yes" : "no");
+    CHECK(cudaMemset(dreg, 0x11, 8));
+    CHECK(cudaDeviceSynchronize());
+    printf("host sees device write: %s\n", reg[16] == 0x11 && reg[23] == 0x11 && reg[24] == (unsigned char)(24 * 13) ? "yes" : "no");
+    CHECK(cudaHostUnregister(reg));
+    free(reg);
 
     CHECK(cudaFree(m));
     EXPECT(cudaFree(m), 1);

@@ -128,6 +128,9 @@ fn managed_and_mapped_memory_without_kernels() {
             "cudaStreamAttachMemAsync(NULL, m + 8, 0, 1) -> cudaErrorInvalidValue",
             "mapped device pointer is the host pointer: yes",
             "copy from mapped memory: yes",
+            "registered memory's device side: yes",
+            "device side sees later host write: yes",
+            "host sees device write: yes",
             "cudaFree(m) -> cudaErrorInvalidValue",
             "OK",
         ] {

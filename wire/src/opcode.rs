@@ -91,9 +91,14 @@ opcodes! {
     Memset = 0x0025,
     /// [`crate::ops::PtrRef`] → [`crate::ops::MemRangeReply`]: the allocation containing a pointer.
     MemGetAddressRange = 0x0026,
-    /// [`crate::ops::MemAllocAt`] → [`crate::ops::PtrReply`]: device memory mapped at exactly
-    /// the given address (a mirror of a client host range), or `ADDRESS_IN_USE`. Freed with `MemFree`.
+    /// [`crate::ops::MemAllocAt`] → [`crate::ops::PtrReply`]: device memory at the given address
+    /// (inside a `MemReserve` range; elsewhere if the driver grants it, else `ADDRESS_IN_USE`)
+    /// or, for address 0, anywhere. Freed with `MemFree`.
     MemAllocAt = 0x0027,
+    /// [`crate::ops::MemAlloc`] → [`crate::ops::PtrReply`]: device address space only
+    /// (`cuMemAddressReserve`), for a client host range to take the same address; `MemAllocAt`
+    /// maps memory in it, `MemFree` of its base releases it.
+    MemReserve = 0x0028,
     // --- streams (0x003x) ---
     /// [`crate::ops::StreamCreate`] → [`crate::ops::HandleReply`].
     StreamCreate = 0x0030,

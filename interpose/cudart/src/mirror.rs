@@ -3,11 +3,16 @@
 //! managed access allow (docs/MANAGED-MEMORY.md).
 //!
 //! - `cudaMallocManaged`: the worker allocates (`MemAlloc`, rounded to whole granules), the
-//!   client maps anonymous memory at exactly that address.
+//!   client maps anonymous memory at exactly that address (another, if that one is taken here).
 //! - `__managed__` variables: the module global's address, mapped the same way on the client;
 //!   the program's host pointer slot is pointed at it.
-//! - Mapped pinned memory (`cudaHostGetDevicePointer`, or a pinned pointer passed to a kernel):
-//!   the client's range, and the worker maps device memory at that address (`MemAllocAt`).
+//! - Pinned memory remora allocates (`cudaMallocHost`, `cudaHostAlloc`) takes its address from
+//!   a device address-space reservation in the worker (`MemReserve`), so when it needs a device
+//!   side (`cudaHostGetDevicePointer`, or the pointer passed to a kernel, as unified addressing
+//!   allows) the worker maps memory at the same address (`MemAllocAt`).
+//! - Registered memory (`cudaHostRegister`) keeps the application's address; its device side is
+//!   elsewhere and `cudaHostGetDevicePointer` returns that (remora reports
+//!   `cudaDevAttrCanUseHostPointerForRegisteredMem` = 0, as CUDA does where it differs).
 //!
 //! Coherence: every mirror has two flags. `host_turn` — the host may have written it since the
 //! last push (set at every synchronising call); `device_dirty` — device work may have written it
@@ -28,7 +33,7 @@ use crate::state::{cuda, CudaError, Runtime, INVALID_VALUE, MEMORY_ALLOCATION};
 /// of different allocations never share one.
 pub(crate) const GRANULE: usize = 2 << 20;
 const PAGE: usize = 4096;
-/// `cudaMallocManaged` tries this many worker addresses before giving up.
+/// Placing memory at a worker-chosen address tries this many addresses before giving up.
 const PLACEMENT_TRIES: usize = 8;
 
 /// What a mirror is.
@@ -38,13 +43,15 @@ pub(crate) enum Kind {
     Managed,
     /// A `__managed__` variable: the module's global; client mapping we made.
     ManagedVar,
-    /// Pinned host memory given a device side: the worker's `MemAllocAt`; host memory is the
-    /// application's.
+    /// Pinned host memory given a device side (the worker's `MemAllocAt`); the host memory is
+    /// the application's (allocated through us or registered).
     Mapped,
 }
 
 #[derive(Debug)]
 struct Mirror {
+    /// First host byte (the device address for every kind but registered memory).
+    host: usize,
     size: usize,
     dev: u32,
     kind: Kind,
@@ -54,24 +61,47 @@ struct Mirror {
     device_dirty: bool,
 }
 
+#[derive(Default)]
+struct Mirrors {
+    /// By device address.
+    by_dev: BTreeMap<u64, Mirror>,
+    /// Host address → device address.
+    by_host: BTreeMap<usize, u64>,
+    /// Pinned allocations placed in worker reservations: host (= device) base → length.
+    reserved: BTreeMap<usize, usize>,
+}
+
 /// Whether any mirror exists: the one check device work pays when there is none.
 static ANY: AtomicBool = AtomicBool::new(false);
-static MIRRORS: Mutex<BTreeMap<usize, Mirror>> = Mutex::new(BTreeMap::new());
+static MIRRORS: Mutex<Mirrors> =
+    Mutex::new(Mirrors { by_dev: BTreeMap::new(), by_host: BTreeMap::new(), reserved: BTreeMap::new() });
 
-fn insert(base: usize, size: usize, dev: u32, kind: Kind) {
+fn insert(device: u64, host: usize, size: usize, dev: u32, kind: Kind) {
     let mut m = MIRRORS.lock();
-    m.insert(base, Mirror { size, dev, kind, hashes: Vec::new(), host_turn: true, device_dirty: false });
+    m.by_host.insert(host, device);
+    m.by_dev.insert(device, Mirror { host, size, dev, kind, hashes: Vec::new(), host_turn: true, device_dirty: false });
     ANY.store(true, Ordering::Release);
 }
 
-/// The mirror containing `ptr`: (base, size, kind, device).
-pub(crate) fn find(ptr: usize) -> Option<(usize, usize, Kind, u32)> {
+/// One mirror as the shims see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found {
+    pub(crate) host: usize,
+    pub(crate) device: u64,
+    pub(crate) size: usize,
+    pub(crate) kind: Kind,
+    pub(crate) dev: u32,
+}
+
+/// The mirror whose *host* range contains `ptr`.
+pub(crate) fn find(ptr: usize) -> Option<Found> {
     if !ANY.load(Ordering::Acquire) {
         return None;
     }
     let m = MIRRORS.lock();
-    let (&base, r) = m.range(..=ptr).next_back()?;
-    (ptr < base + r.size.max(1)).then_some((base, r.size, r.kind, r.dev))
+    let (&host, &device) = m.by_host.range(..=ptr).next_back()?;
+    let r = m.by_dev.get(&device)?;
+    (ptr < host + r.size.max(1)).then_some(Found { host, device, size: r.size, kind: r.kind, dev: r.dev })
 }
 
 /// Map anonymous memory at exactly `[addr, addr + len)`; false if anything is there.
@@ -101,8 +131,8 @@ fn map_fixed(addr: usize, len: usize) -> bool {
 }
 
 fn unmap(addr: usize, len: usize) {
-    // SAFETY: only called on mappings `map_fixed` made, with their length, once their mirror is
-    // gone (the application freed the memory).
+    // SAFETY: only called on mappings `map_fixed` made, with their length, once nothing refers
+    // to them any more (the application freed the memory).
     unsafe { libc::munmap(addr as *mut libc::c_void, len) };
 }
 
@@ -110,25 +140,40 @@ fn page_len(size: usize) -> usize {
     size.max(1).next_multiple_of(PAGE)
 }
 
-/// `cudaMallocManaged`: `size` bytes on `dev` that the host and the device address alike.
-pub(crate) fn create_managed(rt: &Runtime, dev: u32, size: usize) -> Result<usize, CudaError> {
-    let rounded = size.max(1).checked_next_multiple_of(GRANULE).ok_or(MEMORY_ALLOCATION)?;
+/// Host memory at an address the worker hands out (`take` asks for `len` bytes), retrying
+/// while the address is taken in this process. Refused addresses stay taken until the end, so
+/// the worker does not offer them again, then are given back with `give_back`.
+fn place(
+    len: usize,
+    take: impl Fn() -> Result<u64, CudaError>,
+    give_back: impl Fn(u64),
+) -> Result<Option<usize>, CudaError> {
     let mut refused = Vec::new();
     let mut placed = None;
     for _ in 0..PLACEMENT_TRIES {
-        let a = rt.client.mem_alloc(dev, rounded as u64).map_err(cuda)?;
-        let addr = usize::try_from(a).map_err(|_| MEMORY_ALLOCATION)?;
-        if addr % PAGE == 0 && map_fixed(addr, rounded) {
-            placed = Some(addr);
-            break;
+        let a = take()?;
+        match usize::try_from(a) {
+            Ok(addr) if addr % PAGE == 0 && map_fixed(addr, len) => {
+                placed = Some(addr);
+                break;
+            }
+            _ => refused.push(a),
         }
-        // Taken on this side: keep it allocated (so the worker does not offer it again).
-        refused.push(a);
     }
     for a in refused {
-        let _ = rt.client.mem_free(a);
+        give_back(a);
     }
-    let Some(addr) = placed else {
+    Ok(placed)
+}
+
+/// `cudaMallocManaged`: `size` bytes on `dev` that the host and the device address alike.
+pub(crate) fn create_managed(rt: &Runtime, dev: u32, size: usize) -> Result<usize, CudaError> {
+    let rounded = size.max(1).checked_next_multiple_of(GRANULE).ok_or(MEMORY_ALLOCATION)?;
+    let take = || rt.client.mem_alloc(dev, rounded as u64).map_err(cuda);
+    let Some(addr) = place(rounded, take, |a| {
+        let _ = rt.client.mem_free(a);
+    })?
+    else {
         eprintln!(
             "remora: cudaMallocManaged({size}): none of {PLACEMENT_TRIES} device addresses is free in this process; \
              returning cudaErrorMemoryAllocation"
@@ -136,16 +181,50 @@ pub(crate) fn create_managed(rt: &Runtime, dev: u32, size: usize) -> Result<usiz
         return Err(MEMORY_ALLOCATION);
     };
     rt.allocations.lock().insert(addr as u64, (size as u64, dev));
-    insert(addr, size.max(1), dev, Kind::Managed);
+    insert(addr as u64, addr, size.max(1), dev, Kind::Managed);
     Ok(addr)
+}
+
+/// Pinned host memory for `cudaMallocHost`/`cudaHostAlloc`: `size` zeroed bytes at an address
+/// reserved in the worker's device address space (whole granules), so a device side can be
+/// mapped at the same address when needed. `None` when the worker has no reservation to give
+/// (an older server) or no address is free here: the caller allocates plainly.
+pub(crate) fn reserve_host(rt: &Runtime, dev: u32, size: usize) -> Result<Option<usize>, CudaError> {
+    let len = size.max(1).checked_next_multiple_of(GRANULE).ok_or(MEMORY_ALLOCATION)?;
+    let take = || rt.client.mem_reserve(dev, len as u64).map_err(cuda);
+    match place(len, take, |a| {
+        let _ = rt.client.mem_free(a);
+    }) {
+        Ok(Some(addr)) => {
+            MIRRORS.lock().reserved.insert(addr, len);
+            Ok(Some(addr))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            tracing::debug!(e, "no device address reservation for pinned memory; allocating it plainly");
+            Ok(None)
+        }
+    }
+}
+
+/// Free what [`reserve_host`] made: the device side if any, the reservation, the host pages.
+/// False if `base` is not such an allocation.
+pub(crate) fn free_reserved_host(rt: &Runtime, base: usize) -> Result<bool, CudaError> {
+    let Some(len) = MIRRORS.lock().reserved.remove(&base) else { return Ok(false) };
+    let released = release(rt, base);
+    let unreserved = rt.client.mem_free(base as u64).map_err(cuda);
+    unmap(base, len);
+    released?;
+    unreserved?;
+    Ok(true)
 }
 
 /// A `__managed__` variable's module global `[addr, addr + size)` on `dev`: map the host side,
 /// fill it with the variable's initial value, and return its address for the program's slot.
 pub(crate) fn adopt_var(rt: &Runtime, dev: u32, addr: u64, size: u64) -> Result<usize, CudaError> {
     let base = usize::try_from(addr).map_err(|_| INVALID_VALUE)?;
-    if let Some((b, ..)) = find(base) {
-        return Ok(b);
+    if let Some(f) = find(base) {
+        return Ok(f.host);
     }
     let size = usize::try_from(size).map_err(|_| INVALID_VALUE)?.max(1);
     let start = base / PAGE * PAGE;
@@ -160,67 +239,87 @@ pub(crate) fn adopt_var(rt: &Runtime, dev: u32, addr: u64, size: u64) -> Result<
     // SAFETY: `[base, base + size)` lies inside the mapping just made.
     let host = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, size) };
     rt.client.memcpy_dtoh(host, addr).map_err(cuda)?;
-    insert(base, size, dev, Kind::ManagedVar);
-    let mut m = MIRRORS.lock();
-    if let Some(r) = m.get_mut(&base) {
+    insert(addr, base, size, dev, Kind::ManagedVar);
+    if let Some(r) = MIRRORS.lock().by_dev.get_mut(&addr) {
         r.hashes = hashes(host);
     }
     Ok(base)
 }
 
-/// Give the pinned host range `[base, base + size)` a device side at the same address (idempotent).
-pub(crate) fn map_host(rt: &Runtime, dev: u32, base: usize, size: usize) -> Result<(), CudaError> {
-    if find(base).is_some() {
-        return Ok(());
+/// Give the pinned host range `[base, base + size)` a device side (idempotent) and return the
+/// device address of `base`: the same address for memory [`reserve_host`] placed, elsewhere for
+/// registered memory.
+pub(crate) fn map_host(rt: &Runtime, dev: u32, base: usize, size: usize) -> Result<u64, CudaError> {
+    if let Some(f) = find(base) {
+        return Ok(f.device + (base - f.host) as u64);
     }
-    match rt.client.mem_alloc_at(dev, base as u64, size as u64) {
-        Ok(()) => {
-            insert(base, size, dev, Kind::Mapped);
-            Ok(())
+    let same_address = MIRRORS.lock().reserved.contains_key(&base);
+    let want = if same_address { base as u64 } else { 0 };
+    match rt.client.mem_alloc_at(dev, want, size as u64) {
+        Ok(device) => {
+            if device != base as u64 {
+                // Copies may name the device side; the client checks ranges like cudaMalloc's.
+                rt.allocations.lock().insert(device, (size as u64, dev));
+            }
+            insert(device, base, size, dev, Kind::Mapped);
+            Ok(device)
         }
         Err(s) => {
             eprintln!(
-                "remora: cannot give pinned host memory at {base:#x} ({size} bytes) a device mapping at the same \
-                 address ({s:?}); kernels cannot use it"
+                "remora: cannot give pinned host memory at {base:#x} ({size} bytes) a device side ({s:?}); \
+                 kernels cannot use it"
             );
             Err(cuda(s))
         }
     }
 }
 
-/// The mirror at `base` is going away (the application freed it): release its device side and,
-/// for managed memory, the client mapping. Returns whether there was one.
-pub(crate) fn release(rt: &Runtime, base: usize) -> Result<bool, CudaError> {
-    let Some(r) = MIRRORS.lock().remove(&base) else { return Ok(false) };
+/// Whether `base` was placed by [`reserve_host`] (a kernel may be given its host pointer).
+pub(crate) fn is_reserved_host(base: usize) -> bool {
+    MIRRORS.lock().reserved.contains_key(&base)
+}
+
+/// The mirror whose host range starts at `host` is going away (the application freed it):
+/// release its device side and, for managed memory, the client mapping. Returns whether there
+/// was one.
+pub(crate) fn release(rt: &Runtime, host: usize) -> Result<bool, CudaError> {
+    let (device, r) = {
+        let mut m = MIRRORS.lock();
+        let Some(device) = m.by_host.remove(&host) else { return Ok(false) };
+        let Some(r) = m.by_dev.remove(&device) else { return Ok(false) };
+        (device, r)
+    };
     match r.kind {
         Kind::Managed => {
-            rt.allocations.lock().remove(&(base as u64));
-            unmap(base, r.size.next_multiple_of(GRANULE));
-            rt.client.mem_free(base as u64).map_err(cuda)?;
+            rt.allocations.lock().remove(&device);
+            unmap(host, r.size.next_multiple_of(GRANULE));
+            rt.client.mem_free(device).map_err(cuda)?;
         }
-        Kind::Mapped => rt.client.mem_free(base as u64).map_err(cuda)?,
+        Kind::Mapped => {
+            rt.allocations.lock().remove(&device);
+            rt.client.mem_free(device).map_err(cuda)?;
+        }
         Kind::ManagedVar => {
-            let start = base / PAGE * PAGE;
-            unmap(start, page_len(base + r.size - start));
+            let start = host / PAGE * PAGE;
+            unmap(start, page_len(host + r.size - start));
         }
     }
     Ok(true)
 }
 
 /// The server released everything of the session on `dev` (`cudaDeviceReset`): drop its mirrors
-/// (managed pointers dangle afterwards, as with CUDA).
+/// (managed pointers dangle afterwards, as with CUDA; pinned memory stays host memory).
 pub(crate) fn forget_device(dev: u32) {
-    let gone: Vec<(usize, Mirror)> = {
-        let mut m = MIRRORS.lock();
-        let keys: Vec<usize> = m.iter().filter(|(_, r)| r.dev == dev).map(|(&b, _)| b).collect();
-        keys.into_iter().filter_map(|b| m.remove(&b).map(|r| (b, r))).collect()
-    };
-    for (base, r) in gone {
+    let mut m = MIRRORS.lock();
+    let gone: Vec<u64> = m.by_dev.iter().filter(|(_, r)| r.dev == dev).map(|(&d, _)| d).collect();
+    for device in gone {
+        let Some(r) = m.by_dev.remove(&device) else { continue };
+        m.by_host.remove(&r.host);
         match r.kind {
-            Kind::Managed => unmap(base, r.size.next_multiple_of(GRANULE)),
+            Kind::Managed => unmap(r.host, r.size.next_multiple_of(GRANULE)),
             Kind::ManagedVar => {
-                let start = base / PAGE * PAGE;
-                unmap(start, page_len(base + r.size - start));
+                let start = r.host / PAGE * PAGE;
+                unmap(start, page_len(r.host + r.size - start));
             }
             Kind::Mapped => {}
         }
@@ -231,12 +330,12 @@ fn hashes(bytes: &[u8]) -> Vec<u64> {
     bytes.chunks(PAGE).map(xxhash_rust::xxh3::xxh3_64).collect()
 }
 
-/// Push the pages of `r` (at `base`) that changed since the device had them.
-fn push(rt: &Runtime, base: usize, r: &mut Mirror) -> Result<(), CudaError> {
+/// Push the pages of `r` (device side at `device`) that changed since the device had them.
+fn push(rt: &Runtime, device: u64, r: &mut Mirror) -> Result<(), CudaError> {
     // SAFETY: a mirror's host range is mapped and readable for as long as the mirror exists
     // (our own mapping, or pinned memory the application has not freed: it must unregister or
     // free it through us first).
-    let bytes = unsafe { std::slice::from_raw_parts(base as *const u8, r.size) };
+    let bytes = unsafe { std::slice::from_raw_parts(r.host as *const u8, r.size) };
     let now = hashes(bytes);
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for (i, h) in now.iter().enumerate() {
@@ -251,10 +350,10 @@ fn push(rt: &Runtime, base: usize, r: &mut Mirror) -> Result<(), CudaError> {
     }
     if let Some((&(s, e), rest)) = runs.split_last() {
         for &(s, e) in rest {
-            rt.client.memcpy_htod_async((base + s) as u64, &bytes[s..e], 0).map_err(cuda)?;
+            rt.client.memcpy_htod_async(device + s as u64, &bytes[s..e], 0).map_err(cuda)?;
         }
         // The last one waits, so the data is on the device before work on any stream starts.
-        rt.client.memcpy_htod((base + s) as u64, &bytes[s..e]).map_err(cuda)?;
+        rt.client.memcpy_htod(device + s as u64, &bytes[s..e]).map_err(cuda)?;
     }
     r.hashes = now;
     r.host_turn = false;
@@ -267,29 +366,28 @@ pub(crate) fn touch_all(rt: &Runtime) -> Result<(), CudaError> {
         return Ok(());
     }
     let mut m = MIRRORS.lock();
-    for (&base, r) in m.iter_mut() {
+    for (&device, r) in m.by_dev.iter_mut() {
         if r.host_turn {
-            push(rt, base, r)?;
+            push(rt, device, r)?;
         }
         r.device_dirty = true;
     }
     Ok(())
 }
 
-/// Device work that reads `reads` and writes `writes` (device-side ranges) is about to be sent.
+/// Device work that reads `reads` and writes `writes` (device addresses) is about to be sent.
 pub(crate) fn touch(rt: &Runtime, reads: &[(u64, usize)], writes: &[(u64, usize)]) -> Result<(), CudaError> {
     if !ANY.load(Ordering::Acquire) {
         return Ok(());
     }
     let mut m = MIRRORS.lock();
     let mut visit = |ptr: u64, write: bool| -> Result<(), CudaError> {
-        let Ok(p) = usize::try_from(ptr) else { return Ok(()) };
-        let Some((&base, r)) = m.range_mut(..=p).next_back() else { return Ok(()) };
-        if p >= base + r.size.max(1) {
+        let Some((&device, r)) = m.by_dev.range_mut(..=ptr).next_back() else { return Ok(()) };
+        if ptr >= device + r.size.max(1) as u64 {
             return Ok(());
         }
         if r.host_turn {
-            push(rt, base, r)?;
+            push(rt, device, r)?;
         }
         r.device_dirty |= write;
         Ok(())
@@ -303,13 +401,11 @@ pub(crate) fn touch(rt: &Runtime, reads: &[(u64, usize)], writes: &[(u64, usize)
     Ok(())
 }
 
-/// The host is about to read or write `[ptr, ptr + len)` directly (one side of a copy that is
-/// host memory): if it is a mirror device work may have written, bring it up to date first.
+/// The host is about to read or write the host memory at `ptr` directly (one side of a copy):
+/// if it is a mirror device work may have written, bring every mirror up to date first.
 pub(crate) fn host_access(rt: &Runtime, ptr: usize) -> Result<(), CudaError> {
-    if find(ptr).is_none() {
-        return Ok(());
-    }
-    let dirty = MIRRORS.lock().values().any(|r| r.device_dirty);
+    let Some(f) = find(ptr) else { return Ok(()) };
+    let dirty = MIRRORS.lock().by_dev.get(&f.device).is_some_and(|r| r.device_dirty);
     if dirty {
         synced(rt)?;
     }
@@ -323,30 +419,25 @@ pub(crate) fn synced(rt: &Runtime) -> Result<(), CudaError> {
         return Ok(());
     }
     let mut m = MIRRORS.lock();
-    let mut devices: Vec<u32> = m.values().filter(|r| r.device_dirty).map(|r| r.dev).collect();
+    let mut devices: Vec<u32> = m.by_dev.values().filter(|r| r.device_dirty).map(|r| r.dev).collect();
     devices.sort_unstable();
     devices.dedup();
     for d in devices {
         rt.client.device_synchronize(d).map_err(cuda)?;
     }
-    for (&base, r) in m.iter_mut() {
+    for (&device, r) in m.by_dev.iter_mut() {
         if r.device_dirty {
             // SAFETY: as in `push`, the host range is mapped and writable while the mirror lives;
             // the application may not touch it while device work is pending (CUDA's rule for
             // devices without concurrent managed access, which remora reports).
-            let bytes = unsafe { std::slice::from_raw_parts_mut(base as *mut u8, r.size) };
-            rt.client.memcpy_dtoh(bytes, base as u64).map_err(cuda)?;
+            let bytes = unsafe { std::slice::from_raw_parts_mut(r.host as *mut u8, r.size) };
+            rt.client.memcpy_dtoh(bytes, device).map_err(cuda)?;
             r.hashes = hashes(bytes);
             r.device_dirty = false;
         }
         r.host_turn = true;
     }
     Ok(())
-}
-
-/// `cudaMemPrefetchAsync` to the host: this mirror's device data now (after the devices finish).
-pub(crate) fn fetch_now(rt: &Runtime) -> Result<(), CudaError> {
-    synced(rt)
 }
 
 #[cfg(test)]

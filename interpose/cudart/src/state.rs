@@ -46,12 +46,13 @@ pub(crate) struct Runtime {
 /// differ from what its driver reports: the host reaches managed and mapped memory through
 /// remora's coherence at synchronisation points (`mirror.rs`), not concurrently, not through
 /// its page tables and not atomically.
-const REMOTE_ATTRIBUTES: [(usize, i32); 7] = [
+const REMOTE_ATTRIBUTES: [(usize, i32); 8] = [
     (19, 1),  // CAN_MAP_HOST_MEMORY
     (83, 1),  // MANAGED_MEMORY
     (86, 0),  // HOST_NATIVE_ATOMIC_SUPPORTED
     (88, 0),  // PAGEABLE_MEMORY_ACCESS
     (89, 0),  // CONCURRENT_MANAGED_ACCESS
+    (91, 0),  // CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM
     (100, 0), // PAGEABLE_MEMORY_ACCESS_USES_HOST_PAGE_TABLES
     (101, 0), // DIRECT_MANAGED_MEM_ACCESS_FROM_HOST
 ];

@@ -520,11 +520,19 @@ impl Client {
         self.call::<ops::PtrReply>(Opcode::MemAlloc, ops::MemAlloc::new(dev, size).as_bytes(), &[]).map(|r| r.ptr.get())
     }
 
-    /// Device memory at exactly `[addr, addr + size)` (the device side of a host range);
-    /// `ADDRESS_IN_USE` when the worker cannot place it there. Freed with [`Client::mem_free`].
-    pub fn mem_alloc_at(&self, dev: u32, addr: u64, size: u64) -> Result<(), Status> {
+    /// Device memory at `[addr, addr + size)` (the device side of a host range): inside a
+    /// [`Client::mem_reserve`] range, or anywhere for `addr` 0; `ADDRESS_IN_USE` when the worker
+    /// cannot place it. Returns its address; freed with [`Client::mem_free`].
+    pub fn mem_alloc_at(&self, dev: u32, addr: u64, size: u64) -> Result<u64, Status> {
         self.call::<ops::PtrReply>(Opcode::MemAllocAt, ops::MemAllocAt::new(dev, addr, size).as_bytes(), &[])
-            .map(|_| ())
+            .map(|r| r.ptr.get())
+    }
+
+    /// Reserve device address space (no memory) in the worker; released with
+    /// [`Client::mem_free`] of its base.
+    pub fn mem_reserve(&self, dev: u32, size: u64) -> Result<u64, Status> {
+        self.call::<ops::PtrReply>(Opcode::MemReserve, ops::MemAlloc::new(dev, size).as_bytes(), &[])
+            .map(|r| r.ptr.get())
     }
 
     /// Free device memory (0 is a no-op).

@@ -146,19 +146,25 @@ fn memory(b: &mut dyn Backend) {
     assert_eq!(u32s(&m[12..20]), [0xdead_beef, 0xdead_beef]);
     assert_eq!(m[20..24], data[20..24]);
 
-    // Memory at a chosen address (not granule-aligned), as for a client's mapped host range.
-    let at = 0x6000_0000_1230;
-    b.mem_alloc_at(0, at, 3 << 20).unwrap();
+    // Address space reserved first, memory mapped at a chosen address inside it later (not
+    // granule-aligned), as for a client's pinned host range; and memory anywhere.
+    let res = b.mem_reserve(0, 8 << 20).unwrap();
+    let at = res + (2 << 20) + 0x1230;
+    assert_eq!(b.mem_alloc_at(0, at, 3 << 20).unwrap(), at);
     assert_eq!(b.mem_alloc_at(0, at, 16), Err(Status::ADDRESS_IN_USE));
     assert_eq!(b.mem_alloc_at(0, at + 4096, 16), Err(Status::ADDRESS_IN_USE));
     b.memcpy_htod(0, at + (2 << 20), &data[..4096], None).unwrap();
     b.memcpy_dtod(0, a, at + (2 << 20), 4096, None).unwrap();
     b.memcpy_dtoh(0, &mut back[..4096], a, None).unwrap();
-    assert!(back[..4096] == data[..4096], "through the fixed mapping");
+    assert!(back[..4096] == data[..4096], "through the mapping in the reservation");
     b.mem_free(0, at).unwrap();
     assert_eq!(b.mem_free(0, at), Err(Status::INVALID_VALUE), "freed once");
-    b.mem_alloc_at(0, at, 64).unwrap();
-    b.mem_free(0, at).unwrap();
+    assert_eq!(b.mem_alloc_at(0, at, 64).unwrap(), at, "mapped again after the free");
+    b.mem_unreserve(0, res).unwrap();
+    assert_eq!(b.mem_unreserve(0, res), Err(Status::INVALID_VALUE));
+    let anywhere = b.mem_alloc_at(0, 0, 4096).unwrap();
+    b.memcpy_htod(0, anywhere, &data[..4096], None).unwrap();
+    b.mem_free(0, anywhere).unwrap();
 
     let (free_before, _) = b.mem_get_info(0).unwrap();
     let big = b.mem_alloc(0, 64 << 20).unwrap();

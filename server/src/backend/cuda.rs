@@ -197,6 +197,22 @@ struct FixedMapping {
     base: u64,
     len: usize,
     handle: u64,
+    /// Whether the address range is this mapping's own (else a [`Backend::mem_reserve`]'s).
+    owns_va: bool,
+}
+
+/// Pinned device memory on device `d`, as `cuMemCreate` and the granularity query take it.
+fn allocation_prop(d: sys::CUdevice) -> MemAllocationProp {
+    MemAllocationProp {
+        kind: MEM_ALLOCATION_TYPE_PINNED,
+        requested_handle_types: 0,
+        location: MemLocation { kind: MEM_LOCATION_TYPE_DEVICE, id: d },
+        win32_handle_meta_data: ptr::null_mut(),
+        compression_type: 0,
+        gpu_direct_rdma_capable: 0,
+        usage: 0,
+        reserved: [0; 4],
+    }
 }
 
 // cuda.h's descriptor structs, with their enums as the plain integers they are in C (see the
@@ -349,6 +365,8 @@ pub struct CudaBackend {
     objects: HashMap<u64, u32>,
     /// Memory mapped at client-chosen addresses, keyed by the address asked for.
     fixed: HashMap<u64, FixedMapping>,
+    /// Address ranges reserved for clients: base → (length, device).
+    reserved: HashMap<u64, (usize, u32)>,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -393,6 +411,7 @@ impl CudaBackend {
             arrays: HashMap::new(),
             objects: HashMap::new(),
             fixed: HashMap::new(),
+            reserved: HashMap::new(),
         };
         for ordinal in 0..n {
             let mut dev: sys::CUdevice = 0;
@@ -415,13 +434,24 @@ impl CudaBackend {
         if self.enter(m.dev).is_err() {
             return;
         }
-        // SAFETY: `m` describes our own reservation and allocation; unmapping a range that is not
+        // SAFETY: `m` describes our own mapping and allocation; unmapping a range that is not
         // mapped and releasing are reported as errors by the driver, not undefined.
         unsafe {
             let _ = check((self.api.mem_unmap)(m.base, m.len));
             let _ = check((self.api.mem_release)(m.handle));
-            let _ = check((self.api.mem_address_free)(m.base, m.len));
+            if m.owns_va {
+                let _ = check((self.api.mem_address_free)(m.base, m.len));
+            }
         }
+    }
+
+    /// The VMM granularity (minimum) of device memory on `d`.
+    fn granularity(&self, d: sys::CUdevice) -> Res<u64> {
+        let prop = allocation_prop(d);
+        let mut gran: usize = 0;
+        // SAFETY: `gran` is writable; `prop` is a fully initialised CUmemAllocationProp.
+        check(unsafe { (self.api.mem_get_granularity)(&mut gran, &prop, 0) })?;
+        Ok(gran.max(1) as u64)
     }
 
     /// Makes `dev`'s primary context current on this thread; returns its `CUdevice`.
@@ -516,6 +546,12 @@ impl Drop for CudaBackend {
         // context frees everything in it anyway.
         for m in std::mem::take(&mut self.fixed).into_values() {
             self.unmap_fixed(m);
+        }
+        for (base, (len, dev)) in std::mem::take(&mut self.reserved) {
+            if self.enter(dev).is_ok() {
+                // SAFETY: our own reservation, nothing mapped in it any more.
+                let _ = unsafe { (api.mem_address_free)(base, len) };
+            }
         }
         for (&m, rec) in &self.modules {
             if self.enter(rec.dev).is_ok() {
@@ -765,7 +801,32 @@ impl Backend for CudaBackend {
         Ok(p)
     }
 
-    fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()> {
+    fn mem_reserve(&mut self, dev: u32, size: u64) -> Res<u64> {
+        let d = self.enter(dev)?;
+        let gran = self.granularity(d)?;
+        let len = len_usize(size.max(1).checked_next_multiple_of(gran).ok_or(Status::INVALID_VALUE)?)?;
+        let mut base: sys::CUdeviceptr = 0;
+        // SAFETY: `base` is writable; reserving address space has no other effect.
+        check(unsafe { (self.api.mem_address_reserve)(&mut base, len, 0, 0, 0) })?;
+        self.reserved.insert(base, (len, dev));
+        Ok(base)
+    }
+
+    fn mem_unreserve(&mut self, dev: u32, base: u64) -> Res<()> {
+        self.enter(dev)?;
+        let (len, _) = self.reserved.remove(&base).ok_or(Status::INVALID_VALUE)?;
+        let inside: Vec<u64> =
+            self.fixed.iter().filter(|(_, m)| m.base >= base && m.base < base + len as u64).map(|(&k, _)| k).collect();
+        for k in inside {
+            if let Some(m) = self.fixed.remove(&k) {
+                self.unmap_fixed(m);
+            }
+        }
+        // SAFETY: our own reservation of exactly `len` bytes, nothing mapped in it any more.
+        check(unsafe { (self.api.mem_address_free)(base, len) })
+    }
+
+    fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<u64> {
         let d = self.enter(dev)?;
         if size == 0 {
             return Err(Status::INVALID_VALUE);
@@ -773,58 +834,58 @@ impl Backend for CudaBackend {
         if self.fixed.contains_key(&addr) {
             return Err(Status::ADDRESS_IN_USE);
         }
-        let location = MemLocation { kind: MEM_LOCATION_TYPE_DEVICE, id: d };
-        let prop = MemAllocationProp {
-            kind: MEM_ALLOCATION_TYPE_PINNED,
-            requested_handle_types: 0,
-            location,
-            win32_handle_meta_data: ptr::null_mut(),
-            compression_type: 0,
-            gpu_direct_rdma_capable: 0,
-            usage: 0,
-            reserved: [0; 4],
-        };
-        let mut gran: usize = 0;
-        // SAFETY: `gran` is writable; `prop` is a fully initialised CUmemAllocationProp.
-        check(unsafe { (self.api.mem_get_granularity)(&mut gran, &prop, 0) })?;
-        let gran = (gran.max(1)) as u64;
-        let base = addr / gran * gran;
+        let gran = self.granularity(d)?;
         let end = addr.checked_add(size).and_then(|e| e.checked_next_multiple_of(gran)).ok_or(Status::INVALID_VALUE)?;
-        let len = len_usize(end - base)?;
-        let mut got: sys::CUdeviceptr = 0;
-        // SAFETY: `got` is writable; reserving address space has no other effect. The address is
-        // a hint to the driver: anything but exactly `base` (or a refusal) means it is taken.
-        let reserved = check(unsafe { (self.api.mem_address_reserve)(&mut got, len, 0, base, 0) });
-        if let Err(e) = reserved {
-            tracing::debug!(addr, size, ?e, "cuMemAddressReserve refused the address");
-            return Err(Status::ADDRESS_IN_USE);
-        }
-        if got != base {
-            // SAFETY: `got` was just reserved with exactly `len` bytes.
-            let _ = check(unsafe { (self.api.mem_address_free)(got, len) });
-            return Err(Status::ADDRESS_IN_USE);
-        }
+        let start = addr / gran * gran;
+        let in_reservation =
+            self.reserved.iter().any(|(&b, &(l, rdev))| rdev == dev && b <= start && end <= b + l as u64);
+        let (base, len, owns_va) = if in_reservation {
+            if self.fixed.values().any(|m| m.base < end && start < m.base + m.len as u64) {
+                return Err(Status::ADDRESS_IN_USE);
+            }
+            (start, len_usize(end - start)?, false)
+        } else {
+            let len = len_usize(if addr == 0 { end } else { end - start })?;
+            let mut got: sys::CUdeviceptr = 0;
+            // SAFETY: `got` is writable; reserving address space has no other effect. A non-zero
+            // address is a hint to the driver: anything but exactly it (or a refusal) means taken.
+            let reserved = check(unsafe { (self.api.mem_address_reserve)(&mut got, len, 0, start, 0) });
+            if let Err(e) = reserved {
+                tracing::debug!(addr, size, ?e, "cuMemAddressReserve refused");
+                return Err(if addr == 0 { e } else { Status::ADDRESS_IN_USE });
+            }
+            if addr != 0 && got != start {
+                // SAFETY: `got` was just reserved with exactly `len` bytes.
+                let _ = check(unsafe { (self.api.mem_address_free)(got, len) });
+                return Err(Status::ADDRESS_IN_USE);
+            }
+            (got, len, true)
+        };
+        let prop = allocation_prop(d);
         let mut handle: u64 = 0;
-        // SAFETY: `handle` is writable; `prop` as above; `len` is a granule multiple.
+        // SAFETY: `handle` is writable; `prop` is initialised; `len` is a granule multiple.
         if let Err(e) = check(unsafe { (self.api.mem_create)(&mut handle, len, &prop, 0) }) {
-            // SAFETY: reserved above, not mapped.
-            let _ = check(unsafe { (self.api.mem_address_free)(base, len) });
+            if owns_va {
+                // SAFETY: reserved above, not mapped.
+                let _ = check(unsafe { (self.api.mem_address_free)(base, len) });
+            }
             return Err(e);
         }
-        let access = MemAccessDesc { location, flags: MEM_ACCESS_FLAGS_PROT_READWRITE };
-        // SAFETY: `[base, base + len)` is our reservation and `handle` our allocation of `len`
-        // bytes; `access` is one initialised descriptor.
+        let access = MemAccessDesc { location: prop.location, flags: MEM_ACCESS_FLAGS_PROT_READWRITE };
+        // SAFETY: `[base, base + len)` is reserved by us and unmapped, `handle` our allocation of
+        // `len` bytes; `access` is one initialised descriptor.
         let mapped = check(unsafe { (self.api.mem_map)(base, len, 0, handle, 0) }).and_then(|()| {
             // SAFETY: as above, the range is now mapped.
             check(unsafe { (self.api.mem_set_access)(base, len, &access, 1) })
         });
-        let m = FixedMapping { dev, base, len, handle };
+        let m = FixedMapping { dev, base, len, handle, owns_va };
         if let Err(e) = mapped {
             self.unmap_fixed(m);
             return Err(e);
         }
-        self.fixed.insert(addr, m);
-        Ok(())
+        let at = if addr == 0 { base } else { addr };
+        self.fixed.insert(at, m);
+        Ok(at)
     }
 
     fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()> {

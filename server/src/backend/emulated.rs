@@ -54,6 +54,8 @@ pub const DRIVER_VERSION: i32 = 13000;
 
 const WINDOW_SHIFT: u32 = 40;
 const WINDOW: u64 = 1 << WINDOW_SHIFT;
+/// Reservations are aligned like the CUDA VMM granule.
+const RESERVE_ALIGN: u64 = 2 << 20;
 const HANDLE_BASE: u64 = 0x5e00_0000_0000;
 const STATUS_COOPERATIVE_LAUNCH_TOO_LARGE: Status = Status(720);
 const EVENT_DISABLE_TIMING: u32 = 0x2;
@@ -202,6 +204,8 @@ const SM90_ATTRIBUTES: &[(u32, i32)] = &[
 enum Owner {
     User,
     ModuleGlobal,
+    /// Address space only (`mem_reserve`): never copied to unless mapped (the session checks).
+    Reserved,
 }
 
 #[derive(Debug)]
@@ -215,6 +219,8 @@ struct Allocation {
 #[derive(Debug)]
 struct Memory {
     allocs: BTreeMap<u64, Allocation>,
+    /// Memory mapped inside reservations: address → (rounded length, reservation base).
+    mapped: BTreeMap<u64, (u64, u64)>,
     /// Bytes in use per device (sizes rounded up to [`ALLOC_ALIGN`]).
     used: Vec<u64>,
     /// Next address to try per device.
@@ -234,6 +240,7 @@ impl Memory {
     fn new(devices: u32, total: u64) -> Memory {
         Memory {
             allocs: BTreeMap::new(),
+            mapped: BTreeMap::new(),
             used: vec![0; devices as usize],
             cursor: (0..devices).map(window_start).collect(),
             total,
@@ -283,8 +290,25 @@ impl Memory {
         Ok(base)
     }
 
-    /// `size` bytes at exactly `addr` (inside a device window or not: the bump allocator skips
-    /// it like any allocation): `ADDRESS_IN_USE` if any of it overlaps an allocation.
+    /// Address space of `size` bytes on `dev` (zero pages that are only touched when written;
+    /// not counted as used memory).
+    fn reserve(&mut self, dev: u32, size: u64) -> Res<u64> {
+        let d = dev as usize;
+        let rounded = align_up(size.max(1), RESERVE_ALIGN).ok_or(Status::OUT_OF_MEMORY)?;
+        let len = usize::try_from(rounded).map_err(|_| Status::OUT_OF_MEMORY)?;
+        let (start, end) = (window_start(dev), window_start(dev) + WINDOW);
+        let base = self
+            .find_gap(align_up(self.cursor[d], RESERVE_ALIGN).ok_or(Status::OUT_OF_MEMORY)?, rounded, end)
+            .or_else(|| self.find_gap(start, rounded, end))
+            .ok_or(Status::OUT_OF_MEMORY)?;
+        self.allocs.insert(base, Allocation { bytes: vec![0; len], owner: Owner::Reserved, dev });
+        self.cursor[d] = base + rounded;
+        Ok(base)
+    }
+
+    /// `size` bytes at `addr`: inside a reservation it is mapped there (counted as used);
+    /// elsewhere placed at exactly `addr` (inside a device window or not: the bump allocator
+    /// skips it like any allocation), `ADDRESS_IN_USE` if any of it overlaps an allocation.
     fn alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()> {
         let d = dev as usize;
         let end = addr.checked_add(size).ok_or(Status::INVALID_VALUE)?;
@@ -293,7 +317,16 @@ impl Memory {
             return Err(Status::OUT_OF_MEMORY);
         }
         if let Some((&b, a)) = self.allocs.range(..end).next_back() {
-            if b + (a.bytes.len() as u64).max(1) > addr {
+            let a_end = b + (a.bytes.len() as u64).max(1);
+            if a.owner == Owner::Reserved && a.dev == dev && b <= addr && end <= a_end {
+                if self.mapped.range(..end).next_back().is_some_and(|(&m, &(len, _))| m + len > addr) {
+                    return Err(Status::ADDRESS_IN_USE);
+                }
+                self.mapped.insert(addr, (rounded, b));
+                self.used[d] += rounded;
+                return Ok(());
+            }
+            if a_end > addr {
                 return Err(Status::ADDRESS_IN_USE);
             }
         }
@@ -303,7 +336,30 @@ impl Memory {
         Ok(())
     }
 
+    /// Release a reservation and whatever is still mapped in it.
+    fn unreserve(&mut self, base: u64) -> Res<()> {
+        match self.allocs.get(&base) {
+            Some(a) if a.owner == Owner::Reserved => {}
+            _ => return Err(Status::INVALID_VALUE),
+        }
+        let a = self.allocs.remove(&base).ok_or(Status::INVALID_VALUE)?;
+        let inside: Vec<u64> = self.mapped.iter().filter(|(_, &(_, r))| r == base).map(|(&m, _)| m).collect();
+        for m in inside {
+            if let Some((len, _)) = self.mapped.remove(&m) {
+                self.used[a.dev as usize] -= len;
+            }
+        }
+        Ok(())
+    }
+
     fn free(&mut self, ptr: u64, owner: Owner) -> Res<()> {
+        if owner == Owner::User {
+            if let Some((len, res)) = self.mapped.remove(&ptr) {
+                let dev = self.allocs.get(&res).map_or(0, |a| a.dev);
+                self.used[dev as usize] -= len;
+                return Ok(());
+            }
+        }
         match self.allocs.get(&ptr) {
             Some(a) if a.owner == owner => {}
             _ => return Err(Status::INVALID_VALUE),
@@ -789,12 +845,29 @@ impl Backend for EmulatedBackend {
         self.mem.alloc(dev, size, Owner::User)
     }
 
-    fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()> {
+    fn mem_reserve(&mut self, dev: u32, size: u64) -> Res<u64> {
         self.enter(dev)?;
-        if size == 0 || addr == 0 {
+        if size == 0 {
             return Err(Status::INVALID_VALUE);
         }
-        self.mem.alloc_at(dev, addr, size)
+        self.mem.reserve(dev, size)
+    }
+
+    fn mem_unreserve(&mut self, dev: u32, base: u64) -> Res<()> {
+        self.enter(dev)?;
+        self.mem.unreserve(base)
+    }
+
+    fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<u64> {
+        self.enter(dev)?;
+        if size == 0 {
+            return Err(Status::INVALID_VALUE);
+        }
+        if addr == 0 {
+            return self.mem.alloc(dev, size, Owner::User);
+        }
+        self.mem.alloc_at(dev, addr, size)?;
+        Ok(addr)
     }
 
     fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()> {

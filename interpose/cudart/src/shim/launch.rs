@@ -169,8 +169,8 @@ pub(crate) fn send(p: &Packed, stream: u64, cooperative: bool) -> Result<(), Cud
 }
 
 /// With unified addressing a kernel may be given pinned host memory directly: every aligned
-/// pointer-sized word of the parameters that points into a pinned range gives that range a
-/// device side at the same address (once), so the kernel finds the data there.
+/// pointer-sized word of the parameters that points into pinned memory remora allocated gives
+/// that allocation a device side at the same address (once), so the kernel finds the data there.
 fn map_pinned_arguments(rt: &crate::state::Runtime, params: &[u8]) -> Result<(), CudaError> {
     if rt.pinned.lock().is_empty() {
         return Ok(());
@@ -182,8 +182,11 @@ fn map_pinned_arguments(rt: &crate::state::Runtime, params: &[u8]) -> Result<(),
         if v == 0 || crate::mirror::find(v).is_some() {
             continue;
         }
-        if let Some((base, size, _)) = rt.pinned_range(v) {
-            crate::mirror::map_host(rt, current_device(), base, size)?;
+        match rt.pinned_range(v) {
+            Some((base, size, _)) if crate::mirror::is_reserved_host(base) => {
+                crate::mirror::map_host(rt, current_device(), base, size)?;
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -43,8 +43,9 @@ pub unsafe extern "C" fn cudaMallocManaged(dev_ptr: *mut *mut c_void, size: usiz
 /// The managed range `[ptr, ptr + count)` must lie inside one managed allocation.
 fn managed_range(ptr: usize, count: usize) -> Result<(), CudaError> {
     match mirror::find(ptr) {
-        Some((base, size, mirror::Kind::Managed | mirror::Kind::ManagedVar, _))
-            if ptr.checked_add(count).is_some_and(|end| end <= base + size) =>
+        Some(f)
+            if matches!(f.kind, mirror::Kind::Managed | mirror::Kind::ManagedVar)
+                && ptr.checked_add(count).is_some_and(|end| end <= f.host + f.size) =>
         {
             Ok(())
         }
@@ -64,13 +65,15 @@ pub unsafe extern "C" fn cudaHostGetDevicePointer(
         }
         let rt = rt()?;
         let host = p_host as usize;
-        if mirror::find(host).is_none() {
-            let (base, size, _) = rt.pinned_range(host).ok_or(INVALID_VALUE)?;
-            mirror::map_host(rt, current_device(), base, size)?;
-        }
-        // With unified addressing the device pointer of mapped memory is its host pointer.
+        let device = match mirror::find(host) {
+            Some(f) => f.device + (host - f.host) as u64,
+            None => {
+                let (base, size, _) = rt.pinned_range(host).ok_or(INVALID_VALUE)?;
+                mirror::map_host(rt, current_device(), base, size)? + (host - base) as u64
+            }
+        };
         // SAFETY: the caller's pointer slot (checked non-null).
-        unsafe { ffi::put(p_device, p_host) }
+        unsafe { ffi::put(p_device, device as *mut c_void) }
     })
 }
 
@@ -97,7 +100,7 @@ pub unsafe extern "C" fn cudaMemPrefetchAsync(
                 // The device gets the host's changes now rather than at the next launch.
                 mirror::touch(rt, &[(dev_ptr as u64, count)], &[])
             }
-            LOCATION_HOST | LOCATION_HOST_NUMA | LOCATION_HOST_NUMA_CURRENT => mirror::fetch_now(rt),
+            LOCATION_HOST | LOCATION_HOST_NUMA | LOCATION_HOST_NUMA_CURRENT => mirror::synced(rt),
             _ => Err(INVALID_VALUE),
         }
     })
@@ -136,8 +139,10 @@ pub unsafe extern "C" fn cudaStreamAttachMemAsync(
         // Visibility is global on remora (every synchronisation brings managed data back), so
         // attaching only has to name managed memory; length 0 means the whole allocation.
         match mirror::find(dev_ptr as usize) {
-            Some((base, size, mirror::Kind::Managed | mirror::Kind::ManagedVar, _))
-                if dev_ptr as usize == base && (length == 0 || length == size) =>
+            Some(f)
+                if matches!(f.kind, mirror::Kind::Managed | mirror::Kind::ManagedVar)
+                    && dev_ptr as usize == f.host
+                    && (length == 0 || length == f.size) =>
             {
                 Ok(())
             }

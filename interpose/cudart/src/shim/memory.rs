@@ -172,11 +172,11 @@ pub unsafe extern "C" fn cudaFree(dev_ptr: *mut c_void) -> CudaError {
         if p == 0 {
             return Ok(());
         }
-        if let Some((base, _, mirror::Kind::Managed, _)) = mirror::find(dev_ptr as usize) {
-            if base as u64 != p {
+        if let Some(f) = mirror::find(dev_ptr as usize).filter(|f| f.kind == mirror::Kind::Managed) {
+            if f.host != dev_ptr as usize {
                 return Err(INVALID_VALUE);
             }
-            mirror::release(rt, base)?;
+            mirror::release(rt, f.host)?;
             return Ok(());
         }
         match rt.allocation(p) {
@@ -401,7 +401,10 @@ fn host_alloc(ptr: *mut *mut c_void, size: usize, flags: u32) -> Result<(), Cuda
         return Err(INVALID_VALUE);
     }
     let rt = rt()?;
-    let p = map_granules(size)?;
+    let p = match mirror::reserve_host(rt, current_device(), size)? {
+        Some(p) => p as *mut u8,
+        None => map_granules(size)?,
+    };
     // With unified addressing every page-locked allocation is mapped (cudaHostAllocMapped), and
     // libcudart reports it so.
     rt.pinned.lock().insert(p as usize, (size.max(1), flags | 0x2, true));
@@ -435,6 +438,10 @@ pub unsafe extern "C" fn cudaFreeHost(ptr: *mut c_void) -> CudaError {
         let (size, _, ours) = rt.pinned.lock().get(&(ptr as usize)).copied().ok_or(INVALID_VALUE)?;
         if !ours {
             return Err(INVALID_VALUE);
+        }
+        if mirror::free_reserved_host(rt, ptr as usize)? {
+            rt.pinned.lock().remove(&(ptr as usize));
+            return Ok(());
         }
         mirror::release(rt, ptr as usize)?;
         rt.pinned.lock().remove(&(ptr as usize));
@@ -756,8 +763,9 @@ pub unsafe extern "C" fn cudaPointerGetAttributes(
     guard("cudaPointerGetAttributes", || {
         let rt = rt()?;
         let p = ptr as u64;
-        let a = if let Some((_, _, mirror::Kind::Managed | mirror::Kind::ManagedVar, dev)) = mirror::find(ptr as usize)
-        {
+        let managed =
+            mirror::find(ptr as usize).filter(|f| matches!(f.kind, mirror::Kind::Managed | mirror::Kind::ManagedVar));
+        let a = if let Some(mirror::Found { dev, .. }) = managed {
             CudaPointerAttributes {
                 type_: 3,
                 device: dev as i32,
@@ -774,10 +782,15 @@ pub unsafe extern "C" fn cudaPointerGetAttributes(
                 reserved: [0; 8],
             }
         } else if rt.pinned_range(ptr as usize).is_some() {
+            // Registered memory's device side may live elsewhere (`cudaHostGetDevicePointer`).
+            let device = match mirror::find(ptr as usize) {
+                Some(f) => (f.device + (ptr as usize - f.host) as u64) as *mut c_void,
+                None => ptr as *mut c_void,
+            };
             CudaPointerAttributes {
                 type_: 1,
                 device: current_device() as i32,
-                devicePointer: ptr as *mut c_void,
+                devicePointer: device,
                 hostPointer: ptr as *mut c_void,
                 reserved: [0; 8],
             }
