@@ -71,3 +71,4 @@ per_thread!(cudaMemcpy2DArrayToArray_ptds => array::cudaMemcpy2DArrayToArray, (d
 per_thread!(cudaStreamSetAttribute_ptsz => stream::cudaStreamSetAttribute, (stream: Stream, attr: c_int, value: *const [u8; 64]));
 per_thread!(cudaStreamGetAttribute_ptsz => stream::cudaStreamGetAttribute, (stream: Stream, attr: c_int, value: *mut [u8; 64]));
 per_thread!(cudaMemPrefetchAsync_ptsz => managed::cudaMemPrefetchAsync, (ptr: *const c_void, count: usize, location: CudaMemLocation, flags: u32, stream: Stream));
+per_thread!(cudaStreamAttachMemAsync_ptsz => managed::cudaStreamAttachMemAsync, (stream: Stream, ptr: *mut c_void, length: usize, flags: u32));
