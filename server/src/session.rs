@@ -96,8 +96,10 @@ struct Array {
     raw: u64,
     /// Bytes per row.
     row_bytes: u64,
-    /// Rows, all layers together (at least 1).
+    /// Rows of one slice (at least 1).
     rows: u64,
+    /// Slices of a 3D or layered array (1 otherwise).
+    slices: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -570,12 +572,13 @@ impl<'s> Session<'s> {
             }
             ops::LOC_ARRAY => {
                 let a = *self.arrays.get(l.addr.get())?;
+                let z = u64::from(l.z.get());
                 let fits_x = x.checked_add(width).is_some_and(|e| e <= a.row_bytes);
                 let fits_y = y.checked_add(height).is_some_and(|e| e <= a.rows);
-                if !fits_x || !fits_y {
+                if !fits_x || !fits_y || z >= a.slices {
                     return Err(Status::INVALID_VALUE);
                 }
-                Ok((Mem2D::Array { raw: a.raw, x, y }, Some(a.dev)))
+                Ok((Mem2D::Array { raw: a.raw, x, y, z }, Some(a.dev)))
             }
             _ => Err(Status::INVALID_VALUE),
         }
@@ -726,9 +729,9 @@ impl<'s> Session<'s> {
                     flags: o.flags.get(),
                 };
                 let row_bytes = desc.width.checked_mul(u64::from(elem)).ok_or(Status::INVALID_VALUE)?;
-                let rows = desc.height.max(1).checked_mul(desc.depth.max(1)).ok_or(Status::INVALID_VALUE)?;
+                let (rows, slices) = (desc.height.max(1), desc.depth.max(1));
                 let raw = self.backend.array_create(dev, &desc)?;
-                let h = self.arrays.insert(Array { dev, raw, row_bytes, rows });
+                let h = self.arrays.insert(Array { dev, raw, row_bytes, rows, slices });
                 self.put(&ops::HandleReply { handle: U64::new(h) });
                 Ok(())
             }

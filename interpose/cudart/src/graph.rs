@@ -25,7 +25,11 @@
 //! handle. While that stream is capturing, the shim's operation becomes a node depending on the
 //! previously captured one and nothing runs; otherwise the shim does the work itself.
 //! Synchronising or querying a capturing stream fails with `cudaErrorStreamCaptureUnsupported`
-//! and invalidates the capture, as CUDA does. Cross-stream capture (events) is not emulated.
+//! and invalidates the capture, as CUDA does. Cross-stream capture: an event recorded on a
+//! capturing stream marks a point of the capture ([`record_event`]); another stream waiting on
+//! it joins the capture from that point (fork), and the origin waiting on an event recorded on
+//! a joined stream merges that branch back (join) — [`wait_event`]. Ending the capture checks
+//! that every joined stream joined back.
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -46,6 +50,16 @@ pub(crate) const ILLEGAL_STATE: CudaError = 401;
 pub(crate) const STREAM_CAPTURE_UNSUPPORTED: CudaError = 900;
 /// `cudaErrorStreamCaptureInvalidated`.
 pub(crate) const STREAM_CAPTURE_INVALIDATED: CudaError = 901;
+/// `cudaErrorStreamCaptureUnmatched`.
+pub(crate) const STREAM_CAPTURE_UNMATCHED: CudaError = 903;
+/// `cudaErrorStreamCaptureUnjoined`.
+pub(crate) const STREAM_CAPTURE_UNJOINED: CudaError = 904;
+/// `cudaErrorStreamCaptureIsolation`.
+pub(crate) const STREAM_CAPTURE_ISOLATION: CudaError = 905;
+/// `cudaErrorStreamCaptureImplicit`.
+pub(crate) const STREAM_CAPTURE_IMPLICIT: CudaError = 906;
+/// `cudaErrorCapturedEvent`.
+pub(crate) const CAPTURED_EVENT: CudaError = 907;
 /// `cudaErrorStreamCaptureWrongThread`.
 pub(crate) const STREAM_CAPTURE_WRONG_THREAD: CudaError = 908;
 /// `cudaErrorGraphExecUpdateFailure`.
@@ -171,6 +185,20 @@ impl Graph {
         Ok(())
     }
 
+    /// `from` and every node they depend on, directly or not.
+    fn ancestors(&self, from: impl Iterator<Item = u64>) -> std::collections::HashSet<u64> {
+        let mut seen = std::collections::HashSet::new();
+        let mut todo: Vec<u64> = from.collect();
+        while let Some(id) = todo.pop() {
+            if seen.insert(id) {
+                if let Some(n) = self.nodes.iter().find(|n| n.id == id) {
+                    todo.extend(n.deps.iter().copied());
+                }
+            }
+        }
+        seen
+    }
+
     pub(crate) fn node_mut(&mut self, id: u64) -> Option<&mut Node> {
         self.nodes.iter_mut().find(|n| n.id == id)
     }
@@ -277,10 +305,12 @@ impl Exec {
     }
 }
 
-/// A capture in progress on one stream.
+/// A capture in progress on one stream: the stream that began it (`origin`), or one that joined
+/// it by waiting on an event recorded in it (fork/join through events).
 struct Capture {
     graph: u64,
     id: u64,
+    origin: bool,
     /// The node the next captured one depends on (as `cudaGraphNode_t` values, so
     /// `cudaStreamGetCaptureInfo` can hand out a pointer to it).
     last: Vec<usize>,
@@ -296,6 +326,9 @@ pub(crate) struct Store {
     pub(crate) graphs: HashMap<u64, Graph>,
     pub(crate) execs: HashMap<u64, Exec>,
     captures: HashMap<u64, Capture>,
+    /// Events last recorded on a capturing stream: event → (capture id, the nodes a waiter
+    /// depends on). Recording in a capture runs nothing; it only marks that point.
+    captured_events: HashMap<u64, (u64, Vec<usize>)>,
 }
 
 /// Handles start here, so they are recognisable in logs and never null.
@@ -364,14 +397,99 @@ pub(crate) fn is_capturing(stream: u64) -> bool {
     with(|s| s.captures.contains_key(&stream))
 }
 
+/// Mark every stream of capture `id` invalidated.
+fn invalidate(s: &mut Store, id: u64) {
+    for c in s.captures.values_mut().filter(|c| c.id == id) {
+        c.invalidated = true;
+    }
+}
+
 /// A synchronising call on `stream`: refused, invalidating the capture, while it captures.
 pub(crate) fn refuse_if_capturing(stream: u64) -> Result<(), CudaError> {
-    with(|s| match s.captures.get_mut(&stream) {
-        Some(c) => {
-            c.invalidated = true;
+    with(|s| match s.captures.get(&stream).map(|c| c.id) {
+        Some(id) => {
+            invalidate(s, id);
             Err(STREAM_CAPTURE_UNSUPPORTED)
         }
         None => Ok(()),
+    })
+}
+
+/// `cudaEventRecord` of `event` on `stream`: while the stream captures, the record marks the
+/// capture's current point (nothing runs) and the result is `Some`; otherwise `None` (the shim
+/// records it on the server, and the event is no longer a captured one).
+pub(crate) fn record_event(event: u64, stream: u64) -> Option<Result<(), CudaError>> {
+    with(|s| match s.captures.get(&stream) {
+        Some(c) if c.invalidated => Some(Err(STREAM_CAPTURE_INVALIDATED)),
+        Some(c) => {
+            let mark = (c.id, c.last.clone());
+            s.captured_events.insert(event, mark);
+            Some(Ok(()))
+        }
+        None => {
+            s.captured_events.remove(&event);
+            None
+        }
+    })
+}
+
+/// `cudaStreamWaitEvent(stream, event)` where capture is involved: an event recorded in a
+/// capture makes `stream` depend on that point — joining the capture if it was not capturing
+/// (a fork) — and the result is `Some`. A capturing stream waiting on an event recorded outside
+/// any capture fails with `cudaErrorStreamCaptureIsolation` (unless `external`). `None`: no
+/// capture involved, the shim forwards the wait.
+pub(crate) fn wait_event(stream: u64, event: u64, external: bool) -> Option<Result<(), CudaError>> {
+    with(|s| {
+        let mark = s.captured_events.get(&event).cloned().filter(|(id, _)| s.captures.values().any(|c| c.id == *id));
+        match (mark, s.captures.get_mut(&stream)) {
+            (None, None) => None,
+            (None, Some(_)) if external => Some(Ok(())),
+            (None, Some(c)) => {
+                let id = c.id;
+                invalidate(s, id);
+                Some(Err(STREAM_CAPTURE_ISOLATION))
+            }
+            (Some((id, deps)), Some(c)) => {
+                if c.id != id {
+                    let own = c.id;
+                    invalidate(s, own);
+                    return Some(Err(STREAM_CAPTURE_ISOLATION));
+                }
+                for d in deps {
+                    if !c.last.contains(&d) {
+                        c.last.push(d);
+                    }
+                }
+                Some(Ok(()))
+            }
+            (Some((id, deps)), None) => {
+                if stream == 0 {
+                    invalidate(s, id);
+                    return Some(Err(STREAM_CAPTURE_IMPLICIT));
+                }
+                let origin = s.captures.values().find(|c| c.id == id && c.origin)?;
+                let joined = Capture {
+                    graph: origin.graph,
+                    id,
+                    origin: false,
+                    last: deps,
+                    thread: std::thread::current().id(),
+                    mode: origin.mode,
+                    invalidated: origin.invalidated,
+                };
+                s.captures.insert(stream, joined);
+                Some(Ok(()))
+            }
+        }
+    })
+}
+
+/// Whether `event` was last recorded in a capture still in progress (it cannot be queried or
+/// waited for from the host: `cudaErrorCapturedEvent`).
+pub(crate) fn refuse_captured_event(event: u64) -> Result<(), CudaError> {
+    with(|s| match s.captured_events.get(&event) {
+        Some((id, _)) if s.captures.values().any(|c| c.id == *id) => Err(CAPTURED_EVENT),
+        _ => Ok(()),
     })
 }
 
@@ -385,24 +503,45 @@ pub(crate) fn begin_capture(stream: u64, mode: i32) -> Result<(), CudaError> {
         let id = s.next_handle();
         s.graphs.insert(graph, Graph::default());
         let thread = std::thread::current().id();
-        s.captures.insert(stream, Capture { graph, id, last: Vec::new(), thread, mode, invalidated: false });
+        s.captures
+            .insert(stream, Capture { graph, id, origin: true, last: Vec::new(), thread, mode, invalidated: false });
         Ok(())
     })
 }
 
-/// `cudaStreamEndCapture`: the captured graph.
+/// `cudaStreamEndCapture` on the stream that began the capture: the captured graph. Every
+/// stream that joined it must have joined back (its last node an ancestor of the origin's
+/// last), else `cudaErrorStreamCaptureUnjoined`; either way the capture ends on every stream.
 pub(crate) fn end_capture(stream: u64) -> Result<u64, CudaError> {
     with(|s| {
         let c = s.captures.get(&stream).ok_or(ILLEGAL_STATE)?;
+        if !c.origin {
+            let id = c.id;
+            invalidate(s, id);
+            return Err(STREAM_CAPTURE_UNMATCHED);
+        }
         if c.mode != CAPTURE_MODE_RELAXED && c.thread != std::thread::current().id() {
             return Err(STREAM_CAPTURE_WRONG_THREAD);
         }
         let c = s.captures.remove(&stream).ok_or(ILLEGAL_STATE)?;
-        if c.invalidated {
+        let joined: Vec<u64> = s.captures.iter().filter(|(_, j)| j.id == c.id).map(|(&k, _)| k).collect();
+        let joined: Vec<Capture> = joined.into_iter().filter_map(|k| s.captures.remove(&k)).collect();
+        s.captured_events.retain(|_, (id, _)| *id != c.id);
+        let outcome = if c.invalidated || joined.iter().any(|j| j.invalidated) {
+            Err(STREAM_CAPTURE_INVALIDATED)
+        } else {
+            let g = s.graphs.get(&c.graph).ok_or(ILLEGAL_STATE)?;
+            let reach = g.ancestors(c.last.iter().map(|&d| d as u64));
+            if joined.iter().all(|j| j.last.iter().all(|&d| reach.contains(&(d as u64)))) {
+                Ok(c.graph)
+            } else {
+                Err(STREAM_CAPTURE_UNJOINED)
+            }
+        };
+        if outcome.is_err() {
             s.graphs.remove(&c.graph);
-            return Err(STREAM_CAPTURE_INVALIDATED);
         }
-        Ok(c.graph)
+        outcome
     })
 }
 
@@ -562,5 +701,67 @@ mod tests {
         assert_eq!(capture(stream, || Ok(Op::Empty)), Some(Err(STREAM_CAPTURE_INVALIDATED)));
         assert_eq!(end_capture(stream), Err(STREAM_CAPTURE_INVALIDATED));
         assert!(!is_capturing(stream));
+    }
+
+    #[test]
+    fn fork_and_join_through_events() {
+        let (a, b) = (0xdead_0101, 0xdead_0102);
+        let (e1, e2) = (0xe1e1, 0xe2e2);
+        begin_capture(a, CAPTURE_MODE_RELAXED).unwrap();
+        capture(a, || Ok(memset(1))).unwrap().unwrap();
+        record_event(e1, a).unwrap().unwrap();
+        assert_eq!(refuse_captured_event(e1), Err(CAPTURED_EVENT));
+        // b was not capturing: waiting on e1 makes it join the capture (fork).
+        wait_event(b, e1, false).unwrap().unwrap();
+        assert!(is_capturing(b));
+        capture(b, || Ok(memset(2))).unwrap().unwrap();
+        capture(a, || Ok(memset(3))).unwrap().unwrap();
+        record_event(e2, b).unwrap().unwrap();
+        assert_eq!(end_capture(b), Err(STREAM_CAPTURE_UNMATCHED), "only the origin ends a capture");
+        // That invalidated the capture; a fresh one for the join.
+        assert_eq!(end_capture(a), Err(STREAM_CAPTURE_INVALIDATED));
+        assert!(!is_capturing(b));
+
+        begin_capture(a, CAPTURE_MODE_RELAXED).unwrap();
+        capture(a, || Ok(memset(1))).unwrap().unwrap();
+        record_event(e1, a).unwrap().unwrap();
+        wait_event(b, e1, false).unwrap().unwrap();
+        capture(b, || Ok(memset(2))).unwrap().unwrap();
+        capture(a, || Ok(memset(3))).unwrap().unwrap();
+        record_event(e2, b).unwrap().unwrap();
+        wait_event(a, e2, false).unwrap().unwrap(); // join
+        capture(a, || Ok(memset(4))).unwrap().unwrap();
+        let g = end_capture(a).unwrap();
+        assert!(!is_capturing(b), "the joined stream's capture ended with the origin's");
+        with(|s| {
+            let g = &s.graphs[&g];
+            let id = |v: u32| g.nodes.iter().find(|n| value(&n.op) == v).unwrap().id;
+            let deps = |v: u32| g.nodes.iter().find(|n| value(&n.op) == v).unwrap().deps.clone();
+            assert_eq!(g.nodes.len(), 4);
+            assert_eq!(deps(2), vec![id(1)], "the fork depends on the recorded point");
+            assert_eq!(deps(3), vec![id(1)]);
+            let mut join = deps(4);
+            join.sort_unstable();
+            let mut want = vec![id(3), id(2)];
+            want.sort_unstable();
+            assert_eq!(join, want, "the join depends on both branches");
+        });
+        assert_eq!(refuse_captured_event(e1), Ok(()), "the capture is over");
+        assert!(wait_event(b, e1, false).is_none(), "a finished capture's event is a plain one");
+
+        // A branch that never joins back.
+        begin_capture(a, CAPTURE_MODE_RELAXED).unwrap();
+        capture(a, || Ok(memset(1))).unwrap().unwrap();
+        record_event(e1, a).unwrap().unwrap();
+        wait_event(b, e1, false).unwrap().unwrap();
+        capture(b, || Ok(memset(2))).unwrap().unwrap();
+        assert_eq!(end_capture(a), Err(STREAM_CAPTURE_UNJOINED));
+        assert!(!is_capturing(b));
+
+        // Waiting on an event from outside the capture isolates it (unless external).
+        begin_capture(a, CAPTURE_MODE_RELAXED).unwrap();
+        assert_eq!(wait_event(a, 0xfeed, true), Some(Ok(())));
+        assert_eq!(wait_event(a, 0xfeed, false), Some(Err(STREAM_CAPTURE_ISOLATION)));
+        assert_eq!(end_capture(a), Err(STREAM_CAPTURE_INVALIDATED));
     }
 }

@@ -447,12 +447,25 @@ mod tests {
     #[test]
     fn fixed_mapping_refuses_taken_addresses() {
         let len = 3 * PAGE;
-        // SAFETY: a fresh anonymous mapping to find a free address, then released.
-        let free = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-        } as usize;
-        unmap(free, len);
-        assert!(map_fixed(free, len), "a free range maps");
+        // A free address: probe with a fresh mapping, release it, take it back with map_fixed.
+        // Other test threads may map the hole in between, so try a few times.
+        let free = (0..20)
+            .find_map(|_| {
+                // SAFETY: a fresh anonymous mapping, released at once; only its address is used.
+                let p = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                } as usize;
+                unmap(p, len);
+                map_fixed(p, len).then_some(p)
+            })
+            .expect("a free range maps at its exact address");
         assert!(!map_fixed(free + PAGE, PAGE), "an occupied range is refused, not replaced");
         // SAFETY: the mapping made above is writable.
         unsafe { *(free as *mut u8) = 7 };

@@ -131,7 +131,7 @@ driver_api! {
     ctx_reset_persisting_l2 = "cuCtxResetPersistingL2Cache": fn();
     array_create = "cuArray3DCreate_v2": fn(*mut sys::CUarray, *const Array3DDescriptor);
     array_destroy = "cuArrayDestroy": fn(sys::CUarray);
-    memcpy_2d = "cuMemcpy2DAsync_v2": fn(*const Memcpy2DParams, sys::CUstream);
+    memcpy_3d = "cuMemcpy3DAsync_v2": fn(*const Memcpy3DParams, sys::CUstream);
     tex_object_create = "cuTexObjectCreate": fn(*mut u64, *const ResourceDesc, *const TextureDesc, *const ResourceViewDesc);
     tex_object_destroy = "cuTexObjectDestroy": fn(u64);
     surf_object_create = "cuSurfObjectCreate": fn(*mut u64, *const ResourceDesc);
@@ -231,23 +231,32 @@ struct Array3DDescriptor {
 
 /// `CUDA_MEMCPY2D`.
 #[repr(C)]
-struct Memcpy2DParams {
+struct Memcpy3DParams {
     src_x_in_bytes: usize,
     src_y: usize,
+    src_z: usize,
+    src_lod: usize,
     src_memory_type: c_uint,
     src_host: *const c_void,
     src_device: sys::CUdeviceptr,
     src_array: sys::CUarray,
+    reserved0: *mut c_void,
     src_pitch: usize,
+    src_height: usize,
     dst_x_in_bytes: usize,
     dst_y: usize,
+    dst_z: usize,
+    dst_lod: usize,
     dst_memory_type: c_uint,
     dst_host: *mut c_void,
     dst_device: sys::CUdeviceptr,
     dst_array: sys::CUarray,
+    reserved1: *mut c_void,
     dst_pitch: usize,
+    dst_height: usize,
     width_in_bytes: usize,
     height: usize,
+    depth: usize,
 }
 
 /// `CUDA_RESOURCE_DESC`: `res_type`, then a 128-byte union (as `u64`s; the `pitch2D` member
@@ -980,23 +989,34 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let packed = width.checked_mul(height).ok_or(Status::INVALID_VALUE)?;
-        let mut p = Memcpy2DParams {
+        // One slice of `cuMemcpy3D` (depth 1): the same call reaches a slice `z` of a 3D or
+        // layered array, which `cuMemcpy2D` cannot.
+        let mut p = Memcpy3DParams {
             src_x_in_bytes: 0,
             src_y: 0,
+            src_z: 0,
+            src_lod: 0,
             src_memory_type: MEMORYTYPE_HOST,
             src_host: ptr::null(),
             src_device: 0,
             src_array: ptr::null_mut(),
+            reserved0: ptr::null_mut(),
             src_pitch: 0,
+            src_height: height,
             dst_x_in_bytes: 0,
             dst_y: 0,
+            dst_z: 0,
+            dst_lod: 0,
             dst_memory_type: MEMORYTYPE_HOST,
             dst_host: ptr::null_mut(),
             dst_device: 0,
             dst_array: ptr::null_mut(),
+            reserved1: ptr::null_mut(),
             dst_pitch: 0,
+            dst_height: height,
             width_in_bytes: width,
             height,
+            depth: 1,
         };
         let host_involved = matches!(c.src, Mem2D::Host) || matches!(c.dst, Mem2D::Host);
         match c.src {
@@ -1012,11 +1032,12 @@ impl Backend for CudaBackend {
                 p.src_device = ptr;
                 p.src_pitch = len_usize(pitch)?;
             }
-            Mem2D::Array { raw, x, y } => {
+            Mem2D::Array { raw, x, y, z } => {
                 p.src_memory_type = MEMORYTYPE_ARRAY;
                 p.src_array = self.array(dev, raw)?;
                 p.src_x_in_bytes = len_usize(x)?;
                 p.src_y = len_usize(y)?;
+                p.src_z = len_usize(z)?;
             }
         }
         match c.dst {
@@ -1032,18 +1053,19 @@ impl Backend for CudaBackend {
                 p.dst_device = ptr;
                 p.dst_pitch = len_usize(pitch)?;
             }
-            Mem2D::Array { raw, x, y } => {
+            Mem2D::Array { raw, x, y, z } => {
                 p.dst_memory_type = MEMORYTYPE_ARRAY;
                 p.dst_array = self.array(dev, raw)?;
                 p.dst_x_in_bytes = len_usize(x)?;
                 p.dst_y = len_usize(y)?;
+                p.dst_z = len_usize(z)?;
             }
         }
-        // SAFETY: `p` is a complete CUDA_MEMCPY2D; its host pointers are `host_src` (readable)
+        // SAFETY: `p` is a complete CUDA_MEMCPY3D (reserved fields null); its host pointers are `host_src` (readable)
         // and `host_dst` (writable), each checked above to hold `width × height` bytes and
         // borrowed until the stream synchronisation below has finished the copy; arrays are
         // live ones of this device; device addresses are only numbers the driver checks.
-        check(unsafe { (self.api.memcpy_2d)(&p, s) })?;
+        check(unsafe { (self.api.memcpy_3d)(&p, s) })?;
         if host_involved {
             // SAFETY: `s` is null or a live stream of this context.
             check(unsafe { (self.api.stream_synchronize)(s) })?;
@@ -1435,7 +1457,7 @@ mod tests {
     fn descriptor_layouts_match_cuda_h() {
         // sizeof in CUDA 13.0's cuda.h (x86-64 and aarch64 alike).
         assert_eq!(core::mem::size_of::<Array3DDescriptor>(), 40);
-        assert_eq!(core::mem::size_of::<Memcpy2DParams>(), 128);
+        assert_eq!(core::mem::size_of::<Memcpy3DParams>(), 200);
         assert_eq!(core::mem::size_of::<ResourceDesc>(), 144);
         assert_eq!(core::mem::offset_of!(ResourceDesc, res), 8);
         assert_eq!(core::mem::offset_of!(ResourceDesc, flags), 136);

@@ -402,8 +402,18 @@ struct StreamRec {
 struct ArrayRec {
     dev: u32,
     row_bytes: u64,
+    /// Rows of one slice (layer).
     rows: u64,
+    /// Slices (1 for 1D and 2D arrays); stored one after the other.
+    slices: u64,
     data: Vec<u8>,
+}
+
+impl ArrayRec {
+    /// The row of the whole storage where row `y` of slice `z` is, if both are in range.
+    fn row_of(&self, y: u64, z: u64) -> Option<u64> {
+        (y < self.rows && z < self.slices).then(|| z * self.rows + y)
+    }
 }
 
 #[derive(Debug)]
@@ -558,9 +568,12 @@ impl EmulatedBackend {
                 let at = r.checked_mul(pitch).and_then(|o| o.checked_add(ptr)).ok_or(Status::INVALID_VALUE)?;
                 self.mem.slice(at, w).ok_or(Status::INVALID_VALUE)?
             }
-            Mem2D::Array { raw, x, y } => {
+            Mem2D::Array { raw, x, y, z } => {
                 let a = self.arrays.get(&raw).ok_or(Status::INVALID_HANDLE)?;
-                array_span(a, x, y + r, w).and_then(|span| a.data.get(span)).ok_or(Status::INVALID_VALUE)?
+                a.row_of(y + r, z)
+                    .and_then(|row| array_span(a, x, row, w))
+                    .and_then(|span| a.data.get(span))
+                    .ok_or(Status::INVALID_VALUE)?
             }
         };
         row.copy_from_slice(from);
@@ -579,9 +592,9 @@ impl EmulatedBackend {
                 let at = r.checked_mul(pitch).and_then(|o| o.checked_add(ptr)).ok_or(Status::INVALID_VALUE)?;
                 self.mem.slice_mut(at, w).ok_or(Status::INVALID_VALUE)?
             }
-            Mem2D::Array { raw, x, y } => {
+            Mem2D::Array { raw, x, y, z } => {
                 let a = self.arrays.get_mut(&raw).ok_or(Status::INVALID_HANDLE)?;
-                let span = array_span(a, x, y + r, w).ok_or(Status::INVALID_VALUE)?;
+                let span = a.row_of(y + r, z).and_then(|row| array_span(a, x, row, w)).ok_or(Status::INVALID_VALUE)?;
                 a.data.get_mut(span).ok_or(Status::INVALID_VALUE)?
             }
         };
@@ -599,9 +612,10 @@ impl EmulatedBackend {
                     .checked_mul(pitch)
                     .and_then(|o| o.checked_add(c.width))
                     .is_some_and(|span| self.mem.locate(ptr, span).is_some()),
-                Mem2D::Array { raw, x, y } => {
+                Mem2D::Array { raw, x, y, z } => {
                     let a = self.arrays.get(&raw).ok_or(Status::INVALID_HANDLE)?;
                     y.checked_add(c.height).is_some_and(|end| end <= a.rows)
+                        && z < a.slices
                         && x.checked_add(c.width).is_some_and(|end| end <= a.row_bytes)
                 }
             };
@@ -695,8 +709,9 @@ impl EmulatedBackend {
 }
 
 /// The bytes `[x, x + len)` of row `row` of an array.
+/// Bytes of storage row `row` (slices one after the other), from byte column `x`.
 fn array_span(a: &ArrayRec, x: u64, row: u64, len: u64) -> Option<std::ops::Range<usize>> {
-    if row >= a.rows || x.checked_add(len)? > a.row_bytes {
+    if row >= a.rows.checked_mul(a.slices)? || x.checked_add(len)? > a.row_bytes {
         return None;
     }
     let start = usize::try_from(row.checked_mul(a.row_bytes)?.checked_add(x)?).ok()?;
@@ -938,15 +953,15 @@ impl Backend for EmulatedBackend {
             return Err(Status::INVALID_VALUE);
         }
         let row_bytes = d.width.checked_mul(u64::from(elem)).ok_or(Status::INVALID_VALUE)?;
-        let rows = d.height.max(1).checked_mul(d.depth.max(1)).ok_or(Status::INVALID_VALUE)?;
-        let bytes = row_bytes.checked_mul(rows).ok_or(Status::INVALID_VALUE)?;
+        let (rows, slices) = (d.height.max(1), d.depth.max(1));
+        let bytes = row_bytes.checked_mul(rows).and_then(|b| b.checked_mul(slices)).ok_or(Status::INVALID_VALUE)?;
         let (free, _) = self.mem_get_info(dev)?;
         if bytes > free {
             return Err(Status::OUT_OF_MEMORY);
         }
         let data = vec![0u8; usize::try_from(bytes).map_err(|_| Status::OUT_OF_MEMORY)?];
         let h = self.handle();
-        self.arrays.insert(h, ArrayRec { dev, row_bytes, rows, data });
+        self.arrays.insert(h, ArrayRec { dev, row_bytes, rows, slices, data });
         Ok(h)
     }
 
@@ -1626,7 +1641,7 @@ mod tests {
         let mut b = backend();
         let desc = ArrayDesc { width: 4, height: 2, depth: 0, format: 0x20, channels: 1, flags: 0 };
         let arr = b.array_create(0, &desc).unwrap();
-        let at = |x, y| Mem2D::Array { raw: arr, x, y };
+        let at = |x, y| Mem2D::Array { raw: arr, x, y, z: 0 };
         let c = |src, dst, width, height| Copy2D { src, dst, width, height };
         // 16-byte rows, 2 of them.
         assert_eq!(
@@ -1641,7 +1656,7 @@ mod tests {
             b.memcpy_2d(0, &c(Mem2D::Host, at(0, 0), 16, 2), &[1; 8], &mut [], None),
             Err(Status::INVALID_VALUE)
         );
-        let stale = Mem2D::Array { raw: arr + 1, x: 0, y: 0 };
+        let stale = Mem2D::Array { raw: arr + 1, x: 0, y: 0, z: 0 };
         assert_eq!(b.memcpy_2d(0, &c(Mem2D::Host, stale, 4, 1), &[1; 4], &mut [], None), Err(Status::INVALID_HANDLE));
         b.memcpy_2d(0, &c(Mem2D::Host, at(12, 1), 4, 1), &[9; 4], &mut [], None).unwrap();
         let mut out = [0u8; 32];

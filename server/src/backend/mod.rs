@@ -48,7 +48,7 @@ pub enum Mem2D {
         /// Row pitch.
         pitch: u64,
     },
-    /// A backend array; the copy starts at byte column `x`, row `y`.
+    /// A backend array; the copy starts at byte column `x`, row `y` of slice (layer) `z`.
     Array {
         /// The backend's array handle.
         raw: u64,
@@ -56,6 +56,8 @@ pub enum Mem2D {
         x: u64,
         /// Start row.
         y: u64,
+        /// Slice of a 3D or layered array (0 otherwise).
+        z: u64,
     },
 }
 

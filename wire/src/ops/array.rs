@@ -62,8 +62,8 @@ wire_structs! {
     pub struct Loc2D {
         /// [`LOC_HOST`], [`LOC_DEVICE`] or [`LOC_ARRAY`].
         pub kind: U32,
-        /// Zero.
-        pub reserved: U32,
+        /// Slice (layer) of a 3D or layered array; zero otherwise.
+        pub z: U32,
         /// Device address or array handle (0 for host).
         pub addr: U64,
         /// Row pitch in bytes (device memory only).
@@ -178,11 +178,16 @@ impl Loc2D {
         Loc2D::new(LOC_HOST, 0, 0, 0, 0)
     }
 
+    /// An array location in slice (layer) `z`.
+    pub fn array(handle: u64, x: u64, y: u64, z: u32) -> Loc2D {
+        Loc2D { z: U32::new(z), ..Loc2D::new(LOC_ARRAY, handle, 0, x, y) }
+    }
+
     /// A location of `kind`.
     pub fn new(kind: u32, addr: u64, pitch: u64, x: u64, y: u64) -> Loc2D {
         Loc2D {
             kind: U32::new(kind),
-            reserved: U32::new(0),
+            z: U32::new(0),
             addr: U64::new(addr),
             pitch: U64::new(pitch),
             x: U64::new(x),

@@ -39,8 +39,10 @@ pub(crate) struct ArrayInfo {
     elem: usize,
     /// Bytes per row.
     row_bytes: usize,
-    /// Rows (at least 1).
+    /// Rows of one slice (at least 1).
     rows: usize,
+    /// Slices of a 3D or layered array (at least 1).
+    slices: usize,
 }
 
 static ARRAYS: LazyLock<Mutex<HashMap<u64, ArrayInfo>>> = LazyLock::new(Default::default);
@@ -83,8 +85,8 @@ pub(crate) enum End {
     Host(usize, usize),
     /// Device memory at an address, with a pitch.
     Device(u64, usize),
-    /// An array, from byte column `x`, row `y`.
-    Array(u64, u64, u64),
+    /// An array, from byte column `x`, row `y` of slice `z`.
+    Array(u64, u64, u64, u32),
 }
 
 /// A pointer end: host or device by `kind`, with `cudaMemcpyDefault` resolved from the
@@ -124,7 +126,7 @@ pub(crate) fn copy(
     let loc = |e: End| match e {
         End::Host(..) => Loc2D::host(),
         End::Device(p, pitch) => Loc2D::new(ops::LOC_DEVICE, p, pitch as u64, 0, 0),
-        End::Array(h, x, y) => Loc2D::new(ops::LOC_ARRAY, h, 0, x, y),
+        End::Array(h, x, y, z) => Loc2D::array(h, x, y, z),
     };
     let packed = width.checked_mul(height).ok_or(INVALID_VALUE)?;
     let mut data = Vec::new();
@@ -150,13 +152,27 @@ pub(crate) fn copy(
 
 /// Checks an array end's rectangle (the server checks again).
 fn array_end(array: *mut c_void, x: usize, y: usize, width: usize, height: usize) -> Result<End, CudaError> {
+    array_slice_end(array, x, y, 0, width, height)
+}
+
+/// [`array_end`] in slice `z` of a 3D or layered array.
+fn array_slice_end(
+    array: *mut c_void,
+    x: usize,
+    y: usize,
+    z: usize,
+    width: usize,
+    height: usize,
+) -> Result<End, CudaError> {
     let a = array_info(array)?;
-    let fits =
-        x.checked_add(width).is_some_and(|e| e <= a.row_bytes) && y.checked_add(height).is_some_and(|e| e <= a.rows);
+    let fits = x.checked_add(width).is_some_and(|e| e <= a.row_bytes)
+        && y.checked_add(height).is_some_and(|e| e <= a.rows)
+        && z < a.slices;
     if !fits {
         return Err(INVALID_VALUE);
     }
-    Ok(End::Array(array as u64, x as u64, y as u64))
+    let z = u32::try_from(z).map_err(|_| INVALID_VALUE)?;
+    Ok(End::Array(array as u64, x as u64, y as u64, z))
 }
 
 /// A rectangle of a linear array copy: column (bytes), row, bytes per row, rows, and the offset
@@ -251,11 +267,12 @@ fn malloc_array(
         return Err(INVALID_VALUE);
     }
     let row_bytes = extent.width.checked_mul(elem).ok_or(INVALID_VALUE)?;
-    let rows = extent.height.max(1).checked_mul(extent.depth.max(1)).ok_or(INVALID_VALUE)?;
+    let (rows, slices) = (extent.height.max(1), extent.depth.max(1));
+    rows.checked_mul(slices).and_then(|r| r.checked_mul(row_bytes)).ok_or(INVALID_VALUE)?;
     let (w, h, dp) = (extent.width as u64, extent.height as u64, extent.depth as u64);
     let rt = rt()?;
     let handle = rt.client.array_create(current_device(), format, channels, flags, w, h, dp).map_err(cuda)?;
-    let info = ArrayInfo { desc: d, extent, flags, elem, row_bytes, rows };
+    let info = ArrayInfo { desc: d, extent, flags, elem, row_bytes, rows, slices };
     ARRAYS.lock().insert(handle, info);
     // SAFETY: the caller's cudaArray_t slot (checked non-null).
     unsafe { ffi::put(array, handle as *mut c_void) }
@@ -542,7 +559,8 @@ pub unsafe extern "C" fn cudaMemcpy2DArrayToArray(
     })
 }
 
-/// `cudaMemcpy3D` where either end is an array: one 2D slice (depth 1, z 0 on the array side).
+/// `cudaMemcpy3D` where either end is an array: one 2D copy per slice (one `Memcpy2D` op each,
+/// the array side addressed by its slice, the pitched side advanced by its slice pitch).
 /// Array positions and the extent's width are in elements; pitched pointers' in bytes.
 pub(crate) fn copy_3d_array(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wait: bool) -> Result<(), CudaError> {
     let e = p.extent;
@@ -551,16 +569,10 @@ pub(crate) fn copy_3d_array(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wa
     }
     let elem = if p.srcArray.is_null() { array_info(p.dstArray)?.elem } else { array_info(p.srcArray)?.elem };
     let width = e.width.checked_mul(elem).ok_or(INVALID_VALUE)?;
-    if e.depth != 1 {
-        return Err(NOT_SUPPORTED);
-    }
     let end = |array: *mut c_void, pos: (usize, usize, usize), ptr: &CudaPitchedPtr, device_kind: i32| {
         if !array.is_null() {
-            if pos.2 != 0 {
-                return Err(NOT_SUPPORTED);
-            }
             let x = pos.0.checked_mul(elem).ok_or(INVALID_VALUE)?;
-            return array_end(array, x, pos.1, width, e.height);
+            return array_slice_end(array, x, pos.1, pos.2, width, e.height);
         }
         let off = pos
             .2
@@ -570,9 +582,12 @@ pub(crate) fn copy_3d_array(rt: &Runtime, p: &CudaMemcpy3DParms, stream: u64, wa
             .ok_or(INVALID_VALUE)?;
         pointer_end(rt, (ptr.ptr as usize).wrapping_add(off), ptr.pitch, p.kind, device_kind)
     };
-    let src = end(p.srcArray, (p.srcPos.x, p.srcPos.y, p.srcPos.z), &p.srcPtr, DEVICE_TO_HOST)?;
-    let dst = end(p.dstArray, (p.dstPos.x, p.dstPos.y, p.dstPos.z), &p.dstPtr, HOST_TO_DEVICE)?;
-    copy(rt, src, dst, width, e.height, stream, false)?;
+    for k in 0..e.depth {
+        let z = |pos: usize| pos.checked_add(k).ok_or(INVALID_VALUE);
+        let src = end(p.srcArray, (p.srcPos.x, p.srcPos.y, z(p.srcPos.z)?), &p.srcPtr, DEVICE_TO_HOST)?;
+        let dst = end(p.dstArray, (p.dstPos.x, p.dstPos.y, z(p.dstPos.z)?), &p.dstPtr, HOST_TO_DEVICE)?;
+        copy(rt, src, dst, width, e.height, stream, false)?;
+    }
     if wait {
         rt.client.stream_synchronize(stream).map_err(cuda)?;
     }

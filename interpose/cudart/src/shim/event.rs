@@ -25,6 +25,16 @@ fn handle(event: *mut c_void) -> Result<u64, CudaError> {
     }
 }
 
+/// Record on the server, or mark the point of a capture in progress on `stream`.
+fn record(event: *mut c_void, stream: *mut c_void) -> Result<(), CudaError> {
+    let rt = rt()?;
+    let (e, s) = (handle(event)?, rt.stream(stream as usize)?);
+    if let Some(captured) = crate::graph::record_event(e, s) {
+        return captured;
+    }
+    rt.client.event_record(e, s).map_err(cuda)
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn cudaEventCreate(event: *mut *mut c_void) -> CudaError {
     guard("cudaEventCreate", || create(event, 0))
@@ -37,10 +47,7 @@ pub unsafe extern "C" fn cudaEventCreateWithFlags(event: *mut *mut c_void, flags
 
 #[no_mangle]
 pub unsafe extern "C" fn cudaEventRecord(event: *mut c_void, stream: *mut c_void) -> CudaError {
-    guard("cudaEventRecord", || {
-        let rt = rt()?;
-        rt.client.event_record(handle(event)?, rt.stream(stream as usize)?).map_err(cuda)
-    })
+    guard("cudaEventRecord", || record(event, stream))
 }
 
 #[no_mangle]
@@ -49,8 +56,7 @@ pub unsafe extern "C" fn cudaEventRecordWithFlags(event: *mut c_void, stream: *m
         if flags & !1 != 0 {
             return Err(INVALID_VALUE);
         }
-        let rt = rt()?;
-        rt.client.event_record(handle(event)?, rt.stream(stream as usize)?).map_err(cuda)
+        record(event, stream)
     })
 }
 
@@ -58,6 +64,7 @@ pub unsafe extern "C" fn cudaEventRecordWithFlags(event: *mut c_void, stream: *m
 pub unsafe extern "C" fn cudaEventSynchronize(event: *mut c_void) -> CudaError {
     guard("cudaEventSynchronize", || {
         let rt = rt()?;
+        crate::graph::refuse_captured_event(handle(event)?)?;
         rt.client.event_synchronize(handle(event)?).map_err(cuda)?;
         crate::mirror::synced(rt)
     })
@@ -65,9 +72,13 @@ pub unsafe extern "C" fn cudaEventSynchronize(event: *mut c_void) -> CudaError {
 
 #[no_mangle]
 pub unsafe extern "C" fn cudaEventQuery(event: *mut c_void) -> CudaError {
-    guard("cudaEventQuery", || match rt()?.client.event_query(handle(event)?).map_err(cuda)? {
-        true => Ok(()),
-        false => Err(crate::state::NOT_READY),
+    guard("cudaEventQuery", || {
+        let rt = rt()?;
+        crate::graph::refuse_captured_event(handle(event)?)?;
+        match rt.client.event_query(handle(event)?).map_err(cuda)? {
+            true => Ok(()),
+            false => Err(crate::state::NOT_READY),
+        }
     })
 }
 

@@ -108,14 +108,24 @@ pub unsafe extern "C" fn cudaStreamQuery(stream: *mut c_void) -> CudaError {
     })
 }
 
+/// `cudaEventWaitExternal`.
+const WAIT_EXTERNAL: u32 = 1;
+
 #[no_mangle]
 pub unsafe extern "C" fn cudaStreamWaitEvent(stream: *mut c_void, event: *mut c_void, flags: u32) -> CudaError {
     guard("cudaStreamWaitEvent", || {
         if event.is_null() {
             return Err(INVALID_RESOURCE_HANDLE);
         }
+        if flags & !WAIT_EXTERNAL != 0 {
+            return Err(INVALID_VALUE);
+        }
         let rt = rt()?;
-        rt.client.stream_wait_event(rt.stream(stream as usize)?, event as u64, flags).map_err(cuda)
+        let s = rt.stream(stream as usize)?;
+        if let Some(captured) = graph::wait_event(s, event as u64, flags & WAIT_EXTERNAL != 0) {
+            return captured;
+        }
+        rt.client.stream_wait_event(s, event as u64, flags).map_err(cuda)
     })
 }
 
