@@ -46,7 +46,6 @@ int main() {
   CK(cudaStreamBeginCapture(s1, cudaStreamCaptureModeGlobal));
   k_fill<<<n / 256, 256, 0, s1>>>(a, n, 1);
   CK(cudaEventRecord(fork, s1));
-  printf("query of an event recorded in a capture: %s\n", cudaGetErrorName(cudaEventQuery(fork)));
   CK(cudaStreamWaitEvent(s2, fork, 0));
   CK(cudaStreamIsCapturing(s2, &st));
   printf("forked stream capturing: %s\n", st == cudaStreamCaptureStatusActive ? "yes" : "no");
@@ -83,6 +82,17 @@ int main() {
   CK(cudaStreamIsCapturing(s1, &st));
   printf("origin capturing after the failed end: %s\n", st == cudaStreamCaptureStatusActive ? "yes" : "no");
   check("nothing of the failed capture ran", all_equal(a, n, 13) && all_equal(b, n, 10));
+
+  // Querying an event recorded in a capture in progress fails and spoils the capture.
+  CK(cudaStreamBeginCapture(s1, cudaStreamCaptureModeGlobal));
+  k_fill<<<n / 256, 256, 0, s1>>>(a, n, 5);
+  CK(cudaEventRecord(fork, s1));
+  printf("query of an event recorded in a capture: %s\n", cudaGetErrorName(cudaEventQuery(fork)));
+  (void)cudaGetLastError();
+  bad = nullptr;
+  e = cudaStreamEndCapture(s1, &bad);
+  printf("end after the query: %s, graph %s\n", cudaGetErrorName(e), bad ? "set" : "null");
+  (void)cudaGetLastError();
 
   CK(cudaEventDestroy(fork));
   CK(cudaEventDestroy(join));

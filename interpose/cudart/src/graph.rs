@@ -484,11 +484,14 @@ pub(crate) fn wait_event(stream: u64, event: u64, external: bool) -> Option<Resu
     })
 }
 
-/// Whether `event` was last recorded in a capture still in progress (it cannot be queried or
-/// waited for from the host: `cudaErrorCapturedEvent`).
+/// An event last recorded in a capture still in progress cannot be queried or waited for from
+/// the host: `cudaErrorCapturedEvent`, and the capture is invalidated (as CUDA does).
 pub(crate) fn refuse_captured_event(event: u64) -> Result<(), CudaError> {
-    with(|s| match s.captured_events.get(&event) {
-        Some((id, _)) if s.captures.values().any(|c| c.id == *id) => Err(CAPTURED_EVENT),
+    with(|s| match s.captured_events.get(&event).map(|&(id, _)| id) {
+        Some(id) if s.captures.values().any(|c| c.id == id) => {
+            invalidate(s, id);
+            Err(CAPTURED_EVENT)
+        }
         _ => Ok(()),
     })
 }
@@ -710,7 +713,6 @@ mod tests {
         begin_capture(a, CAPTURE_MODE_RELAXED).unwrap();
         capture(a, || Ok(memset(1))).unwrap().unwrap();
         record_event(e1, a).unwrap().unwrap();
-        assert_eq!(refuse_captured_event(e1), Err(CAPTURED_EVENT));
         // b was not capturing: waiting on e1 makes it join the capture (fork).
         wait_event(b, e1, false).unwrap().unwrap();
         assert!(is_capturing(b));
@@ -757,6 +759,12 @@ mod tests {
         capture(b, || Ok(memset(2))).unwrap().unwrap();
         assert_eq!(end_capture(a), Err(STREAM_CAPTURE_UNJOINED));
         assert!(!is_capturing(b));
+
+        // Querying a captured event spoils the capture.
+        begin_capture(a, CAPTURE_MODE_RELAXED).unwrap();
+        record_event(e1, a).unwrap().unwrap();
+        assert_eq!(refuse_captured_event(e1), Err(CAPTURED_EVENT));
+        assert_eq!(end_capture(a), Err(STREAM_CAPTURE_INVALIDATED));
 
         // Waiting on an event from outside the capture isolates it (unless external).
         begin_capture(a, CAPTURE_MODE_RELAXED).unwrap();
