@@ -6,6 +6,7 @@ mod basics;
 mod cudart;
 mod faults;
 mod lifecycle;
+mod robustness;
 mod security;
 
 /// The helper binary (workers, held clients): `REMORA_TEST_HELPER` when the tests run away from

@@ -1,6 +1,8 @@
 //! Helpers shared by remora's integration tests: start a supervisor whose workers are this
 //! crate's helper binary, pick the backend from `REMORA_TEST_BACKEND`.
 
+pub mod load;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -31,11 +33,13 @@ pub fn shm_name(tag: &str) -> String {
 
 /// Start a supervisor on `tcp://127.0.0.1:0` and a unique `shm://`, workers from `helper`.
 pub fn start_server(helper: &str, tag: &str, tweak: impl FnOnce(&mut Config)) -> Supervisor {
+    start_server_on(helper, &["tcp://127.0.0.1:0", &format!("shm://{}", shm_name(tag))], tweak)
+}
+
+/// Start a supervisor on the given endpoints, workers from `helper`.
+pub fn start_server_on(helper: &str, endpoints: &[&str], tweak: impl FnOnce(&mut Config)) -> Supervisor {
     init_logging();
-    let listen: Vec<Endpoint> = vec![
-        "tcp://127.0.0.1:0".parse().expect("tcp endpoint"),
-        format!("shm://{}", shm_name(tag)).parse().expect("shm endpoint"),
-    ];
+    let listen: Vec<Endpoint> = endpoints.iter().map(|e| e.parse().expect("endpoint")).collect();
     let mut cfg = Config::new(listen, (PathBuf::from(helper), vec!["worker".into()]));
     cfg.backend = test_backend();
     cfg.pool_size = 2;
