@@ -4,6 +4,7 @@ mod demo;
 mod doctor;
 mod run;
 mod serve;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ enum Command {
     Demo(demo::Args),
     /// Check this machine: GPUs, driver, RDMA devices, memlock limit, transports; and a server.
     Doctor(doctor::Args),
+    /// Live statistics of a running server: sessions, allocations, operations and latencies.
+    Stats(stats::Args),
     /// Run an unmodified CUDA program (built with `nvcc -cudart shared`) on a remote GPU.
     Run(run::Args),
     /// Print the two variables that put remora in front of programs started by hand.
@@ -60,6 +63,10 @@ fn main() {
         Command::Doctor(a) => {
             init_logging("warn");
             report(doctor::run(a))
+        }
+        Command::Stats(a) => {
+            init_logging("warn");
+            report(stats::run(a))
         }
         Command::Run(a) => report(run::run(a)),
         Command::Env(a) => report(run::env(a)),

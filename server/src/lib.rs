@@ -20,6 +20,7 @@ pub mod handles;
 pub mod output;
 pub mod placement;
 pub mod polling;
+pub mod report;
 pub mod session;
 pub mod stats;
 pub mod supervisor;

@@ -3,6 +3,7 @@
 //! [`Session::release_all`], whichever way the session ends.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use remora_transport::proto::ServerProto;
 use remora_transport::{discard, recv_header, Link};
@@ -152,6 +153,8 @@ pub struct Frame {
     hdr: Header,
     wants_reply: bool,
     work: Work,
+    /// When its header was read (the start of its latency).
+    read_at: Instant,
 }
 
 /// What a frame asks the backend to do (its bytes are in `Session::buf`).
@@ -285,10 +288,11 @@ impl<'s> Session<'s> {
     /// here, so the work can run on its device's thread.
     pub(crate) fn read_frame(&mut self) -> Result<Frame, End> {
         let hdr = recv_header(&mut *self.link)?;
+        let read_at = Instant::now();
         let inc = self.proto.on_request(&hdr).map_err(|e| End::Protocol(e.to_string()))?;
         self.stats.ops.fetch_add(1, Ordering::Relaxed);
         let len = hdr.payload_len();
-        let frame = |work| Frame { hdr, wants_reply: inc.wants_reply, work };
+        let frame = |work| Frame { hdr, wants_reply: inc.wants_reply, work, read_at };
         let opcode = match inc.opcode {
             Ok(o) => o,
             Err(raw) => {
@@ -427,7 +431,11 @@ impl<'s> Session<'s> {
                 r => r,
             },
         };
-        self.finish(&f.hdr, f.wants_reply, result).map(|()| None)
+        self.finish(&f.hdr, f.wants_reply, result)?;
+        if let Ok(op) = f.hdr.opcode() {
+            self.stats.record_latency(op, f.read_at.elapsed());
+        }
+        Ok(None)
     }
 
     /// Read a whole payload of at most `max` bytes into `buf`.
@@ -1106,7 +1114,9 @@ impl<'s> Session<'s> {
                 self.backend.launch(dev, f.raw, &cfg, stream, params)
             }
             // Handshake frames after the handshake, and frames handled in serve_one.
-            Opcode::Hello | Opcode::Challenge | Opcode::Auth | Opcode::Welcome => Err(Status::PROTOCOL),
+            Opcode::Hello | Opcode::Challenge | Opcode::Auth | Opcode::Welcome | Opcode::ServerStats => {
+                Err(Status::PROTOCOL)
+            }
             Opcode::MemcpyHtoD | Opcode::MemcpyDtoH | Opcode::ModuleLoad | Opcode::Goodbye => Err(Status::PROTOCOL),
             _ => Err(Status::UNSUPPORTED_OPCODE),
         }

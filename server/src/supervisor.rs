@@ -1,6 +1,8 @@
 //! The supervisor: accepts connections, authenticates them, hands each to a pre-started worker
-//! process, tracks workers and why they exit, and answers statistics. It never calls CUDA, so a
-//! device fault can never take it down.
+//! process, tracks workers and why they exit, and answers statistics ([`Supervisor::stats`] in
+//! process; `remora stats` over a connection whose Hello asks for [`Capabilities::STATS`],
+//! answered here without a worker). It never calls CUDA, so a device fault can never take it
+//! down.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
@@ -21,7 +23,8 @@ use remora_wire::{Header, Opcode, Status};
 
 use crate::backend::BackendKind;
 use crate::placement::Placement;
-use crate::stats::StatsSnapshot;
+use crate::report::Report;
+use crate::stats::{Latencies, StatsSnapshot};
 use crate::worker::{env, send_line};
 use crate::Error;
 
@@ -97,12 +100,18 @@ pub struct SessionSummary {
     pub peer: String,
     /// Client's claimed pid.
     pub client_pid: u32,
+    /// Backend the worker runs (`cuda`, `emulated`).
+    pub backend: String,
+    /// The session's devices: PCI bus ids (`-` where the backend has none).
+    pub devices: Vec<String>,
     /// Polling core.
     pub core: Option<usize>,
     /// Seconds since start.
     pub age_s: f64,
     /// Latest counters.
     pub stats: StatsSnapshot,
+    /// Latest latency histograms, by opcode.
+    pub latency: Latencies,
 }
 
 /// Server-wide statistics.
@@ -120,6 +129,8 @@ pub struct ServerStats {
     pub backend: Option<String>,
     /// Per-session details.
     pub sessions: Vec<SessionSummary>,
+    /// Latency histograms of the live sessions' operations, merged, by opcode.
+    pub latency: Latencies,
     /// Recently ended sessions and workers (newest last).
     pub ended: Vec<EndRecord>,
 }
@@ -127,6 +138,7 @@ pub struct ServerStats {
 struct ReadyWorker {
     pid: u32,
     ctl: UnixStream,
+    backend: String,
     pci: Vec<String>,
 }
 
@@ -135,10 +147,13 @@ struct LiveSession {
     worker_pid: u32,
     peer: String,
     client_pid: u32,
+    backend: String,
+    pci: Vec<String>,
     cores: Vec<usize>,
     started: Instant,
     ctl: UnixStream,
     stats: StatsSnapshot,
+    latency: Latencies,
     stats_seq: u64,
     report: Option<String>,
 }
@@ -223,7 +238,9 @@ impl Supervisor {
             next_session: AtomicU64::new(1),
             stats_seq: AtomicU64::new(0),
             backend_name: Mutex::new(None),
-            capabilities: Mutex::new(Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::DEVICE_OUTPUT),
+            capabilities: Mutex::new(
+                Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::DEVICE_OUTPUT | Capabilities::STATS,
+            ),
             shutting_down: AtomicBool::new(false),
             cfg,
         });
@@ -375,19 +392,24 @@ impl Shared {
             backend: self.backend_name.lock().clone(),
             sessions: Vec::new(),
             ended: self.ended.lock().iter().cloned().collect(),
+            latency: Latencies::default(),
         };
         for s in sessions.values().filter(|s| s.report.is_none()) {
             out.live_sessions += 1;
             out.live_allocations += s.stats.live_allocations;
             out.live_bytes += s.stats.live_bytes;
+            out.latency.merge(&s.latency);
             out.sessions.push(SessionSummary {
                 id: s.id,
                 worker_pid: s.worker_pid,
                 peer: s.peer.clone(),
                 client_pid: s.client_pid,
+                backend: s.backend.clone(),
+                devices: s.pci.clone(),
                 core: s.cores.first().copied(),
                 age_s: s.started.elapsed().as_secs_f64(),
                 stats: s.stats,
+                latency: s.latency.clone(),
             });
         }
         out.sessions.sort_by_key(|s| s.id);
@@ -450,10 +472,13 @@ impl Shared {
                 worker_pid: worker.pid,
                 peer,
                 client_pid: neg.client_pid,
+                backend: worker.backend,
+                pci: worker.pci,
                 cores,
                 started: Instant::now(),
                 ctl: worker.ctl,
                 stats: StatsSnapshot::default(),
+                latency: Latencies::default(),
                 stats_seq: 0,
                 report: None,
             },
@@ -461,6 +486,23 @@ impl Shared {
         let s = Arc::clone(self);
         let pid = worker.pid;
         spawn_named("remora-monitor", move || monitor(&s, pid, reader));
+    }
+
+    /// Answer an authenticated statistics request (`remora stats`) here: no worker is taken and
+    /// no session counted. The caller drops the link.
+    fn answer_stats(&self, link: &mut dyn Link, peer: &str) {
+        let report = Report::from_stats(&self.stats());
+        let sent = match report.to_json() {
+            Ok(doc) => handshake::send_server_stats(link, doc.as_bytes()),
+            Err(e) => {
+                let to = Header::request(Opcode::ServerStats, 1, 0);
+                handshake::refuse(link, &to, Status::PROTOCOL, &format!("cannot encode statistics: {e}"))
+            }
+        };
+        match sent {
+            Ok(()) => tracing::debug!(%peer, sessions = report.live_sessions, "statistics sent"),
+            Err(e) => tracing::warn!(%peer, "statistics not sent: {e}"),
+        }
     }
 
     fn release_cores(&self, cores: &[usize]) {
@@ -524,14 +566,15 @@ fn registrar(shared: &Arc<Shared>, control: UnixListener) {
                     *shared.capabilities.lock() = Capabilities::ASYNC_OPS
                         | Capabilities::SHM
                         | Capabilities::DEVICE_OUTPUT
+                        | Capabilities::STATS
                         | Capabilities::EMULATED;
                 }
             }
-            *b = Some(backend);
+            *b = Some(backend.clone());
         }
         shared.starting.fetch_sub(1, Ordering::SeqCst);
         shared.startup_failures.store(0, Ordering::SeqCst);
-        shared.pool.lock().push_back(ReadyWorker { pid, ctl: conn, pci });
+        shared.pool.lock().push_back(ReadyWorker { pid, ctl: conn, backend, pci });
         shared.pool_cv.notify_all();
     }
 }
@@ -540,11 +583,16 @@ fn registrar(shared: &Arc<Shared>, control: UnixListener) {
 fn monitor(shared: &Arc<Shared>, pid: u32, ctl: UnixStream) {
     for line in BufReader::new(ctl).lines() {
         let Ok(line) = line else { break };
+        // Decoded before taking the lock that every statistics request and session start waits on.
+        let stats = line.strip_prefix("STATS ").map(|rest| {
+            let seq: u64 = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            (seq, StatsSnapshot::from_line(rest), Latencies::from_line(rest))
+        });
         let mut sessions = shared.sessions.lock();
         let Some(s) = sessions.get_mut(&pid) else { break };
-        if let Some(rest) = line.strip_prefix("STATS ") {
-            let seq = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
-            s.stats = StatsSnapshot::from_line(rest);
+        if let Some((seq, counters, latency)) = stats {
+            s.stats = counters;
+            s.latency = latency;
             s.stats_seq = s.stats_seq.max(seq);
             shared.stats_cv.notify_all();
         } else if let Some(rest) = line.strip_prefix("END ") {
@@ -649,6 +697,7 @@ fn acceptor(shared: &Arc<Shared>, mut listener: Box<dyn Listener>) {
             let token = s.cfg.token.clone();
             let caps = *s.capabilities.lock();
             match handshake::server_authenticate(&mut *link, token.as_deref().map(str::as_bytes), caps) {
+                Ok(neg) if neg.capabilities.contains(Capabilities::STATS) => s.answer_stats(&mut *link, &peer),
                 Ok(neg) => s.assign(link, neg),
                 Err(e) => tracing::warn!(%peer, "connection closed: {e}"),
             }

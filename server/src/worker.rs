@@ -11,7 +11,10 @@
 //! Control lines (UTF-8, one per line):
 //! - worker → supervisor: `READY <pid> <secret> <backend> <devices> <pci,...|->`
 //! - supervisor → worker (with the connection's fds): `SESSION <id> <version> <caps> <core,...>`
-//! - supervisor → worker: `STATS <seq>`; worker → supervisor: `STATS <seq> key=value...`
+//! - supervisor → worker: `STATS <seq>`; worker → supervisor: `STATS <seq> key=value...`, the
+//!   counters (`ops=`, `errors=`, `allocs=`, `bytes=`, `in=`, `out=`, `routed=`) then one
+//!   `lat.<Opcode>=<base64>` per operation that ran: its latency histogram (see [`crate::stats`]);
+//!   readers skip keys they do not know
 //! - worker → supervisor: `END <allocs freed> <bytes freed> <reason>`
 
 use std::io::{BufRead, BufReader, Write};
@@ -77,6 +80,8 @@ fn run() -> Result<(), String> {
     }
 
     let mut backend = backend::open(kind)?;
+    // Allocated before the session (latency histograms): the session's hot path never allocates.
+    let stats = Arc::new(SessionStats::default());
     let devices = backend.device_count();
     let pci: Vec<String> = (0..devices).map(|d| backend.pci_bus_id(d).unwrap_or_else(|| "-".into())).collect();
 
@@ -123,7 +128,6 @@ fn run() -> Result<(), String> {
     };
     handshake::send_welcome(&mut *link, &welcome).map_err(|e| format!("send welcome: {e}"))?;
 
-    let stats = Arc::new(SessionStats::default());
     spawn_control_thread(ctl, Arc::clone(&stats));
 
     let mut session = Session::new(&mut *backend, link, limits, &stats);
@@ -168,7 +172,9 @@ fn spawn_control_thread(ctl: UnixStream, stats: Arc<SessionStats>) {
             let mut it = line.split_whitespace();
             if it.next() == Some("STATS") {
                 let seq = it.next().unwrap_or("0");
-                if send_line(&mut w, &format!("STATS {seq} {}", stats.snapshot().to_line())).is_err() {
+                let counters = stats.snapshot().to_line();
+                let latencies = stats.latencies().to_line();
+                if send_line(&mut w, &format!("STATS {seq} {counters} {latencies}")).is_err() {
                     break;
                 }
             }

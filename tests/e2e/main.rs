@@ -8,6 +8,7 @@ mod faults;
 mod lifecycle;
 mod robustness;
 mod security;
+mod stats;
 
 /// The helper binary (workers, held clients): `REMORA_TEST_HELPER` when the tests run away from
 /// their build tree (the GPU machine), else the one cargo built.

@@ -4,6 +4,11 @@
 //! [`server_authenticate`] (Hello → Challenge → Auth, checked) and hands the link to a worker,
 //! which sends the [`Welcome`] with [`send_welcome`]; the client sends nothing until the Welcome
 //! arrives, so no request is read by the wrong process.
+//!
+//! Statistics (`remora stats`): [`client_stats`] sends a Hello with
+//! [`Capabilities::STATS`] and the same proof; the supervisor answers the Auth itself with
+//! [`send_server_stats`] (a JSON document in an [`Opcode::ServerStats`] frame) and closes. No
+//! worker is involved and no session is counted.
 
 use remora_wire::handshake::{negotiate, Capabilities, MAC_LEN};
 use remora_wire::{AuthProof, Challenge, Header, Hello, Opcode, Status, Welcome, PROTOCOL_VERSION, U16, U32, U64};
@@ -13,6 +18,8 @@ use crate::{auth, recv_header, send_frame, Error, Link, Result};
 
 /// Largest handshake payload accepted (a refusal carries a short reason).
 const MAX_HANDSHAKE_PAYLOAD: usize = 4096;
+/// Largest statistics document accepted (a few hundred bytes per live session).
+pub const MAX_STATS_PAYLOAD: usize = 64 << 20;
 
 /// What the server learned from a successful authentication.
 #[derive(Debug, Clone, Copy)]
@@ -25,10 +32,10 @@ pub struct Negotiated {
     pub client_pid: u32,
 }
 
-fn recv_payload_of(link: &mut dyn Link, expect: Opcode) -> Result<(Header, Vec<u8>)> {
+fn recv_payload_of(link: &mut dyn Link, expect: Opcode, max: usize) -> Result<(Header, Vec<u8>)> {
     let hdr = recv_header(link)?;
     let len = hdr.payload_len();
-    if len > MAX_HANDSHAKE_PAYLOAD {
+    if len > max {
         return Err(Error::Handshake(format!("handshake frame of {len} bytes is too large")));
     }
     let mut payload = vec![0u8; len];
@@ -55,6 +62,29 @@ pub fn client_handshake(
     token: Option<&[u8]>,
     caps: Capabilities,
 ) -> Result<(Welcome, Capabilities)> {
+    let server_caps = client_authenticate(link, token, caps, None)?;
+    let (_, p) = recv_payload_of(link, Opcode::Welcome, MAX_HANDSHAKE_PAYLOAD)?;
+    let welcome = Welcome::read_from_prefix(&p).map_err(|_| Error::Handshake("short Welcome".into()))?.0;
+    Ok((welcome, server_caps))
+}
+
+/// Client side: ask for the server's statistics instead of a session. Runs Hello → Challenge
+/// → Auth like [`client_handshake`] (a token is required when the server asks for one) and
+/// returns the JSON document of the [`Opcode::ServerStats`] frame that answers it.
+pub fn client_stats(link: &mut dyn Link, token: Option<&[u8]>) -> Result<Vec<u8>> {
+    client_authenticate(link, token, Capabilities::STATS, Some((Capabilities::STATS, "statistics requests")))?;
+    let (_, p) = recv_payload_of(link, Opcode::ServerStats, MAX_STATS_PAYLOAD)?;
+    Ok(p)
+}
+
+/// Client side, Hello → Challenge → Auth. Stops before the proof when the server lacks the
+/// `required` capabilities (named for the error). Returns the capabilities of the Challenge.
+fn client_authenticate(
+    link: &mut dyn Link,
+    token: Option<&[u8]>,
+    caps: Capabilities,
+    required: Option<(Capabilities, &str)>,
+) -> Result<Capabilities> {
     let hello = Hello {
         min_version: U16::new(PROTOCOL_VERSION),
         max_version: U16::new(PROTOCOL_VERSION),
@@ -63,8 +93,15 @@ pub fn client_handshake(
         client_nonce: auth::nonce(),
     };
     send_frame(link, &Header::request(Opcode::Hello, 0, hello.as_bytes().len() as u64), hello.as_bytes(), &[])?;
-    let (_, p) = recv_payload_of(link, Opcode::Challenge)?;
+    let (_, p) = recv_payload_of(link, Opcode::Challenge, MAX_HANDSHAKE_PAYLOAD)?;
     let challenge = Challenge::read_from_prefix(&p).map_err(|_| Error::Handshake("short Challenge".into()))?.0;
+    let server_caps = Capabilities(challenge.capabilities.get());
+    if let Some((required, what)) = required.filter(|(r, _)| !server_caps.contains(*r)) {
+        return Err(Error::Handshake(format!(
+            "the server does not answer {what} (capability {:#x} missing: an older version?)",
+            required.0
+        )));
+    }
     let mac = match (token, challenge.auth_required != 0) {
         (Some(t), _) => auth::proof(t, &hello, &challenge),
         (None, true) => {
@@ -74,9 +111,7 @@ pub fn client_handshake(
     };
     let proof = AuthProof { mac };
     send_frame(link, &Header::request(Opcode::Auth, 1, proof.as_bytes().len() as u64), proof.as_bytes(), &[])?;
-    let (_, p) = recv_payload_of(link, Opcode::Welcome)?;
-    let welcome = Welcome::read_from_prefix(&p).map_err(|_| Error::Handshake("short Welcome".into()))?.0;
-    Ok((welcome, Capabilities(challenge.capabilities.get())))
+    Ok(server_caps)
 }
 
 /// Server side, in the supervisor: read Hello, send Challenge, read and check the proof.
@@ -143,4 +178,15 @@ pub fn send_welcome(link: &mut dyn Link, welcome: &Welcome) -> Result<()> {
     let mut hdr = Header::request(Opcode::Welcome, 1, welcome.as_bytes().len() as u64);
     hdr.flags = U32::new(remora_wire::Flags::REPLY.0);
     send_frame(link, &hdr, welcome.as_bytes(), &[])
+}
+
+/// Server side, in the supervisor: answer an authenticated statistics request (the Hello
+/// asked for [`Capabilities::STATS`]) with `document`, in place of the Welcome.
+pub fn send_server_stats(link: &mut dyn Link, document: &[u8]) -> Result<()> {
+    if document.len() > MAX_STATS_PAYLOAD {
+        return Err(Error::Protocol(format!("statistics document of {} bytes is too large", document.len())));
+    }
+    let mut hdr = Header::request(Opcode::ServerStats, 1, document.len() as u64);
+    hdr.flags = U32::new(remora_wire::Flags::REPLY.0);
+    send_frame(link, &hdr, document, &[])
 }

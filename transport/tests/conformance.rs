@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use remora_transport::handshake::{client_handshake, send_welcome, server_authenticate};
+use remora_transport::handshake::{
+    client_handshake, client_stats, send_server_stats, send_welcome, server_authenticate,
+};
 use remora_transport::proto::{ClientProto, ServerProto};
 use remora_transport::{
     connect, fdpass, from_handoff, listen, recv_header, send_frame, Endpoint, Error, Link, LinkKind, Listener,
@@ -411,6 +413,44 @@ fn handshake_missing_token(kind: Kind) {
     assert!(matches!(server, Err(Error::PeerClosed)), "server: {server:?}");
 }
 
+/// A statistics request: the server sees `STATS` among the capabilities after the proof and
+/// answers with the document instead of a Welcome.
+fn stats_request(kind: Kind) {
+    let (mut c, mut s) = pair(kind);
+    let doc = br#"{"format":1}"#;
+    std::thread::scope(|sc| {
+        let server = sc.spawn(move || {
+            let n = server_authenticate(&mut *s, Some(b"s3cret"), SERVER_CAPS | Capabilities::STATS)?;
+            assert!(n.capabilities.contains(Capabilities::STATS), "{:?}", n.capabilities);
+            send_server_stats(&mut *s, doc)?;
+            Ok::<_, Error>(())
+        });
+        assert_eq!(client_stats(&mut *c, Some(b"s3cret")).unwrap(), doc);
+        server.join().unwrap().unwrap();
+    });
+    // Without the token: refused like a session.
+    let (mut c, mut s) = pair(kind);
+    std::thread::scope(|sc| {
+        let server = sc.spawn(move || server_authenticate(&mut *s, Some(b"s3cret"), SERVER_CAPS | Capabilities::STATS));
+        let e = client_stats(&mut *c, None).unwrap_err();
+        assert!(e.to_string().contains("requires a token"), "{e}");
+        drop(c);
+        assert!(matches!(server.join().unwrap(), Err(Error::PeerClosed)));
+    });
+}
+
+/// A server that does not offer `STATS` (an older one) gets no Auth: it never starts a session.
+fn stats_request_to_a_server_without_it(kind: Kind) {
+    let (mut c, mut s) = pair(kind);
+    std::thread::scope(|sc| {
+        let server = sc.spawn(move || server_authenticate(&mut *s, None, SERVER_CAPS));
+        let e = client_stats(&mut *c, None).unwrap_err();
+        assert!(e.to_string().contains("does not answer statistics requests"), "{e}");
+        drop(c);
+        assert!(matches!(server.join().unwrap(), Err(Error::PeerClosed)));
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Peer death: a child process connects, then is killed.
 
@@ -527,6 +567,8 @@ for_each_backend!(
     handshake_with_token,
     handshake_wrong_token,
     handshake_missing_token,
+    stats_request,
+    stats_request_to_a_server_without_it,
     peer_killed_while_receiving,
     peer_killed_while_polling,
 );

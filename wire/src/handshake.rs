@@ -39,6 +39,11 @@ impl Capabilities {
     pub const EMULATED: Capabilities = Capabilities(1 << 4);
     /// The client reads device output blocks in replies ([`crate::Flags::OUTPUT`]).
     pub const DEVICE_OUTPUT: Capabilities = Capabilities(1 << 5);
+    /// In a Hello: this connection asks for the server's statistics, not a session; the
+    /// supervisor answers the proven Auth with a [`crate::Opcode::ServerStats`] frame instead
+    /// of a Welcome and closes. In a Challenge: the server answers such requests (a client
+    /// that does not see it stops before its Auth, so an older server starts no session).
+    pub const STATS: Capabilities = Capabilities(1 << 6);
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: Capabilities) -> bool {

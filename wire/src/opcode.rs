@@ -49,6 +49,10 @@ opcodes! {
     Ping = 0x0005,
     /// Clean end of session; empty request and reply.
     Goodbye = 0x0006,
+    /// Handshake, server → client, in place of the Welcome when the Hello asked for
+    /// [`crate::handshake::Capabilities::STATS`]: a UTF-8 JSON document (its `format` field
+    /// versions it), then the server closes. Never valid inside a session.
+    ServerStats = 0x0007,
     // --- device (0x001x) ---
     /// [`crate::ops::Empty`] → [`crate::ops::DeviceCountReply`].
     DeviceGetCount = 0x0010,
