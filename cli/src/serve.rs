@@ -32,6 +32,9 @@ pub(crate) struct Args {
     /// Streams one session may hold.
     #[arg(long)]
     max_streams: Option<usize>,
+    /// Events one session may hold.
+    #[arg(long)]
+    max_events: Option<usize>,
 }
 
 pub(crate) fn run(a: Args) -> anyhow::Result<()> {
@@ -48,6 +51,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     cfg.spin = Duration::from_micros(a.spin_us);
     cfg.max_memory = a.max_memory;
     cfg.max_streams = a.max_streams;
+    cfg.max_events = a.max_events;
     let sup = Supervisor::start(cfg).context("starting the server")?;
     if !sup.wait_ready(1, Duration::from_secs(60)) {
         tracing::warn!("no worker became ready within 60 s; still accepting connections");

@@ -725,6 +725,7 @@ impl<'s> Session<'s> {
                 let o: ops::ArrayCreate = op(p)?;
                 let dev = self.check_dev(o.device.get())?;
                 if self.arrays.len() >= self.limits.max_arrays {
+                    tracing::warn!(limit = self.limits.max_arrays, "session limit on arrays reached; refusing another");
                     return Err(Status::LIMIT_EXCEEDED);
                 }
                 let elem = ops::array_element_bytes(o.format.get(), o.channels.get()).ok_or(Status::INVALID_VALUE)?;
@@ -850,6 +851,12 @@ impl<'s> Session<'s> {
                 let size = o.size.get();
                 let (_, held) = self.ranges.allocation_totals();
                 if held.saturating_add(size) > self.limits.max_memory {
+                    tracing::warn!(
+                        limit = self.limits.max_memory,
+                        held,
+                        size,
+                        "session memory limit reached; refusing the allocation"
+                    );
                     return Err(Status::OUT_OF_MEMORY);
                 }
                 let ptr = self.backend.mem_alloc(dev, size)?;
@@ -888,6 +895,12 @@ impl<'s> Session<'s> {
                 }
                 let (_, held) = self.ranges.allocation_totals();
                 if held.saturating_add(size) > self.limits.max_memory {
+                    tracing::warn!(
+                        limit = self.limits.max_memory,
+                        held,
+                        size,
+                        "session memory limit reached; refusing the allocation"
+                    );
                     return Err(Status::OUT_OF_MEMORY);
                 }
                 let at = self.backend.mem_alloc_at(dev, addr, size)?;
@@ -945,6 +958,10 @@ impl<'s> Session<'s> {
                 let o: ops::StreamCreate = op(p)?;
                 let dev = self.check_dev(o.device.get())?;
                 if self.streams.len() >= self.limits.max_streams {
+                    tracing::warn!(
+                        limit = self.limits.max_streams,
+                        "session limit on streams reached; refusing another"
+                    );
                     return Err(Status::LIMIT_EXCEEDED);
                 }
                 let raw = self.backend.stream_create(dev, o.flags.get(), o.priority.get())?;
@@ -984,6 +1001,7 @@ impl<'s> Session<'s> {
                 let o: ops::EventCreate = op(p)?;
                 let dev = self.check_dev(o.device.get())?;
                 if self.events.len() >= self.limits.max_events {
+                    tracing::warn!(limit = self.limits.max_events, "session limit on events reached; refusing another");
                     return Err(Status::LIMIT_EXCEEDED);
                 }
                 let raw = self.backend.event_create(dev, o.flags.get())?;

@@ -47,6 +47,8 @@ pub struct Config {
     pub max_memory: Option<u64>,
     /// Streams a session may hold.
     pub max_streams: Option<usize>,
+    /// Events a session may hold.
+    pub max_events: Option<usize>,
     /// How long an authenticated client waits for a free worker before it is refused.
     pub worker_wait: Duration,
     /// Extra environment for worker processes (e.g. `REMORA_LOG`).
@@ -67,6 +69,7 @@ impl Config {
             spin: Duration::from_millis(200),
             max_memory: None,
             max_streams: None,
+            max_events: None,
             worker_wait: Duration::from_secs(30),
             worker_env: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
@@ -346,6 +349,9 @@ impl Shared {
         }
         if let Some(s) = self.cfg.max_streams {
             cmd.env(env::MAX_STREAMS, s.to_string());
+        }
+        if let Some(e) = self.cfg.max_events {
+            cmd.env(env::MAX_EVENTS, e.to_string());
         }
         let child = cmd.spawn()?;
         self.starting.fetch_add(1, Ordering::SeqCst);

@@ -47,6 +47,8 @@ pub mod env {
     pub const MAX_MEMORY: &str = "REMORA_WORKER_MAX_MEMORY";
     /// Maximum streams per session.
     pub const MAX_STREAMS: &str = "REMORA_WORKER_MAX_STREAMS";
+    /// Maximum events per session.
+    pub const MAX_EVENTS: &str = "REMORA_WORKER_MAX_EVENTS";
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -77,6 +79,9 @@ fn run() -> Result<(), String> {
     }
     if let Some(s) = env_parse(env::MAX_STREAMS) {
         limits.max_streams = s;
+    }
+    if let Some(e) = env_parse(env::MAX_EVENTS) {
+        limits.max_events = e;
     }
 
     let mut backend = backend::open(kind)?;

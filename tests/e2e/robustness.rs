@@ -26,11 +26,21 @@ fn free_memory(url: &str) -> u64 {
     free
 }
 
+/// Nothing left: asked the way an operator asks (`remora stats`' request over the server's own
+/// endpoint), and the supervisor's view agrees.
 fn assert_drained(sup: &remora_server::supervisor::Supervisor, what: &str) {
     let (st, ok) = wait_stats(sup, Duration::from_secs(60), |s| {
         s.live_sessions == 0 && s.live_allocations == 0 && s.live_bytes == 0
     });
     assert!(ok, "after {what}: sessions, allocations or bytes left behind: {st:?}");
+    for url in urls(sup) {
+        let r = remora_server::report::fetch(&url, None).expect("remora stats answers");
+        assert_eq!(
+            (r.live_sessions, r.live_allocations, r.live_bytes),
+            (0, 0, 0),
+            "after {what}, remora stats over {url} says {r:?}"
+        );
+    }
 }
 
 fn still_serving(url: &str) {
@@ -239,4 +249,43 @@ fn network_cut_fails_calls_within_the_timeout() {
     eprintln!("network cut: the call failed with {} after {ms} ms", parts[1]);
     let (st, ok) = wait_stats(&sup, Duration::from_secs(20), |s| s.live_sessions == 0);
     assert!(ok, "the server kept the cut session: {st:?}");
+}
+
+/// Per-session limits (memory, streams, events) set on the server refuse the call that would
+/// exceed them with an error the runtime maps to `cudaErrorMemoryAllocation`, and the session
+/// goes on; another session has its own budget.
+#[test]
+fn per_session_limits_refuse_clearly_and_the_session_goes_on() {
+    let sup = start_server(&helper(), "limits", |c| {
+        c.max_memory = Some(1 << 20);
+        c.max_streams = Some(2);
+        c.max_events = Some(3);
+    });
+    for url in urls(&sup) {
+        let c = Client::connect(&url, None).unwrap();
+        let p = c.mem_alloc(0, 768 << 10).unwrap();
+        assert_eq!(c.mem_alloc(0, 512 << 10), Err(Status::OUT_OF_MEMORY), "{url}: over the memory limit");
+        let streams: Vec<u64> = (0..2).map(|_| c.stream_create(0, 0, 0).unwrap()).collect();
+        assert_eq!(c.stream_create(0, 0, 0), Err(Status::LIMIT_EXCEEDED), "{url}: third stream");
+        let events: Vec<u64> = (0..3).map(|_| c.event_create(0, 0).unwrap()).collect();
+        assert_eq!(c.event_create(0, 0), Err(Status::LIMIT_EXCEEDED), "{url}: fourth event");
+        assert_eq!(
+            remora_interpose::cudart::errors::from_status(Status::LIMIT_EXCEEDED),
+            2,
+            "the runtime reports cudaErrorMemoryAllocation"
+        );
+        // Freeing makes room again; another session has its own budget.
+        c.mem_free(p).unwrap();
+        let q = c.mem_alloc(0, 1 << 20).unwrap();
+        c.stream_destroy(streams[0]).unwrap();
+        c.stream_create(0, 0, 0).expect("room for a stream again");
+        let other = Client::connect(&url, None).unwrap();
+        other.mem_alloc(0, 1 << 20).expect("another session's own budget");
+        other.close().unwrap();
+        for e in events {
+            c.event_destroy(e).unwrap();
+        }
+        c.mem_free(q).unwrap();
+        c.close().unwrap();
+    }
 }
