@@ -170,7 +170,9 @@ impl Workload {
                 }
             }
             81..=88 => {
-                let s = c.stream_create(0, 1, 0).map_err(fail(i, "stream create"))?;
+                // A blocking stream (flags 0): ordered after the work this client left on the
+                // legacy stream, as CUDA orders them; a non-blocking one would race with it.
+                let s = c.stream_create(0, 0, 0).map_err(fail(i, "stream create"))?;
                 let e = c.event_create(0, 0).map_err(fail(i, "event create"))?;
                 if let Some(k) = self.pick() {
                     let a = &mut self.live[k];
