@@ -15,6 +15,7 @@
 //! sup.wait();
 //! ```
 
+pub mod arena;
 pub mod backend;
 pub mod handles;
 pub mod output;

@@ -121,6 +121,8 @@ pub struct Session<'s> {
     /// Device address space reserved for the client (`MemReserve`): base → (bytes, device).
     /// Not memory: copies there are refused until `MemAllocAt` maps some.
     reservations: std::collections::BTreeMap<u64, (u64, u32)>,
+    /// The client's shared pinned memory mapped here (same host only).
+    arenas: crate::arena::Arenas,
     streams: Slab<Owned>,
     events: Slab<Owned>,
     modules: Slab<Owned>,
@@ -192,6 +194,7 @@ fn flushes_device_output(op: Opcode) -> bool {
             | Opcode::MemcpyDtoH
             | Opcode::MemcpyHtoD
             | Opcode::MemcpyDtoD
+            | Opcode::MemcpyHost
             | Opcode::Memcpy2D
             | Opcode::Memset
             | Opcode::MemFree
@@ -240,6 +243,7 @@ impl<'s> Session<'s> {
             stats,
             ranges: Ranges::default(),
             reservations: std::collections::BTreeMap::new(),
+            arenas: crate::arena::Arenas::default(),
             streams: Slab::default(),
             events: Slab::default(),
             modules: Slab::default(),
@@ -360,7 +364,9 @@ impl<'s> Session<'s> {
                 | Opcode::MemReserve
                 | Opcode::StreamCreate
                 | Opcode::EventCreate => first_u32(),
-                Opcode::MemFree | Opcode::MemcpyDtoD | Opcode::Memset => first_u64().and_then(ptr_dev),
+                Opcode::MemFree | Opcode::MemcpyDtoD | Opcode::Memset | Opcode::MemcpyHost => {
+                    first_u64().and_then(ptr_dev)
+                }
                 Opcode::ArrayDestroy | Opcode::SurfObjectCreate => {
                     first_u64().and_then(|h| self.arrays.get(h).ok()).map(|a| a.dev)
                 }
@@ -865,6 +871,57 @@ impl<'s> Session<'s> {
                 self.put(&ops::PtrReply { ptr: U64::new(ptr) });
                 Ok(())
             }
+            Opcode::ArenaMap => {
+                let o: ops::ArenaMap = op(p)?;
+                let name = o.name_str().ok_or(Status::INVALID_VALUE)?;
+                let (addr, len) = (o.addr.get(), o.len.get());
+                self.arenas.map(name, addr, len, self.limits.max_reserved)?;
+                if let Err(e) = self.backend.host_register(addr, len) {
+                    let _ = self.arenas.unmap(addr);
+                    return Err(e);
+                }
+                Ok(())
+            }
+            Opcode::ArenaUnmap => {
+                let o: ops::MemFree = op(p)?;
+                let addr = o.ptr.get();
+                if !self.arenas.contains(addr, 1) {
+                    return Err(Status::INVALID_VALUE);
+                }
+                // Copies into or out of it may still be queued: let every device finish first.
+                for d in 0..self.backend.device_count() {
+                    let _ = self.backend.device_synchronize(d);
+                }
+                let _ = self.backend.host_unregister(addr);
+                self.arenas.unmap(addr).map(drop)
+            }
+            Opcode::MemcpyHost => {
+                let o: ops::MemcpyHost = op(p)?;
+                let (device, host, len) = (o.device.get(), o.host.get(), o.len.get());
+                if !self.arenas.contains(host, len) {
+                    return Err(Status::OUT_OF_RANGE);
+                }
+                let (dev, _) = self.ranges.check(device, len)?;
+                let (dev, stream) = self.stream_for(o.stream.get(), dev)?;
+                let n = usize::try_from(len).map_err(|_| Status::INVALID_VALUE)?;
+                let at: *mut u8 =
+                    std::ptr::with_exposed_provenance_mut(usize::try_from(host).map_err(|_| Status::INVALID_VALUE)?);
+                // SAFETY: `[host, host + len)` lies in an arena this session mapped and
+                // registered; it stays mapped until `ArenaUnmap`, which waits for every device.
+                unsafe {
+                    if o.to_device.get() == 1 {
+                        self.backend.memcpy_htod_host(dev, device, at, n, stream)?;
+                        self.stats.bytes_in.fetch_add(len, Ordering::Relaxed);
+                    } else {
+                        self.backend.memcpy_dtoh_host(dev, at, device, n, stream)?;
+                        self.stats.bytes_out.fetch_add(len, Ordering::Relaxed);
+                    }
+                }
+                if self.replying {
+                    self.backend.stream_synchronize(dev, stream)?;
+                }
+                Ok(())
+            }
             Opcode::MemReserve => {
                 let o: ops::MemAlloc = op(p)?;
                 let dev = self.check_dev(o.device.get())?;
@@ -1220,6 +1277,10 @@ impl<'s> Session<'s> {
         }
         for (base, (_, dev)) in std::mem::take(&mut self.reservations) {
             let _ = self.backend.mem_unreserve(dev, base);
+        }
+        for (addr, _) in self.arenas.all() {
+            let _ = self.backend.host_unregister(addr);
+            let _ = self.arenas.unmap(addr);
         }
         if failed > 0 {
             tracing::warn!(failed, "frees refused by the backend (device fault?); process exit releases them");

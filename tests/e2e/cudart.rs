@@ -75,6 +75,7 @@ fn c_program_runs_through_the_library() {
         let out = Command::new(&exe)
             .env("LD_LIBRARY_PATH", &dir.0)
             .env("REMORA_SERVER", &url)
+            .env("REMORA_LOG", "cudart=debug")
             .output()
             .expect("program runs");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -97,6 +98,13 @@ fn c_program_runs_through_the_library() {
         ] {
             assert!(stdout.lines().any(|l| l == line), "{url}: missing line {line:?} in\n{stdout}");
         }
+        // Over shm, cudaMallocHost memory is shared with the worker (DMA, no copy through the
+        // transport); over tcp it cannot be.
+        assert_eq!(
+            stderr.contains("shared pinned memory:"),
+            url.starts_with("shm://"),
+            "{url}: shared pinned memory used only on the same host: {stderr}"
+        );
         assert!(
             stderr.contains("cudaGraphDebugDotPrint is not supported"),
             "unsupported calls are named once: {stderr}"

@@ -103,6 +103,14 @@ opcodes! {
     /// (`cuMemAddressReserve`), for a client host range to take the same address; `MemAllocAt`
     /// maps memory in it, `MemFree` of its base releases it.
     MemReserve = 0x0028,
+    /// [`crate::ops::ArenaMap`] → empty: map the client's shared pinned memory (same host) at
+    /// the same address and register it with the driver; `ADDRESS_IN_USE` if taken there.
+    ArenaMap = 0x0029,
+    /// [`crate::ops::MemFree`] (the arena's address) → empty: unregister and unmap it.
+    ArenaUnmap = 0x002A,
+    /// [`crate::ops::MemcpyHost`] → empty: a copy between device memory and an arena, ordered
+    /// on a stream; asynchronous when flagged `NO_REPLY`, else finished before the reply.
+    MemcpyHost = 0x002B,
     // --- streams (0x003x) ---
     /// [`crate::ops::StreamCreate`] → [`crate::ops::HandleReply`].
     StreamCreate = 0x0030,

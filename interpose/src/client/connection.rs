@@ -528,6 +528,44 @@ impl Client {
             .map(|r| r.ptr.get())
     }
 
+    /// Same host only: have the worker map `/dev/shm/<name>` (made by this process, `len`
+    /// bytes, mapped here at `addr`) at the same address and register it with the driver.
+    pub fn arena_map(&self, addr: u64, len: u64, name: &str) -> Result<(), Status> {
+        let o = ops::ArenaMap::new(addr, len, name).ok_or(Status::INVALID_VALUE)?;
+        self.call_unit(Opcode::ArenaMap, o.as_bytes())
+    }
+
+    /// Undo [`Client::arena_map`] (the worker waits for its devices first).
+    pub fn arena_unmap(&self, addr: u64) -> Result<(), Status> {
+        self.call_unit(Opcode::ArenaUnmap, ops::MemFree { ptr: U64::new(addr) }.as_bytes())
+    }
+
+    /// A copy between device memory and an arena, ordered on `stream`: finished when this
+    /// returns if `wait`, else fire-and-forget (the DMA runs when the stream reaches it).
+    pub fn memcpy_host(
+        &self,
+        device: u64,
+        host: u64,
+        len: u64,
+        stream: u64,
+        to_device: bool,
+        wait: bool,
+    ) -> Result<(), Status> {
+        let o = ops::MemcpyHost {
+            device: U64::new(device),
+            host: U64::new(host),
+            len: U64::new(len),
+            stream: U64::new(stream),
+            to_device: U32::new(u32::from(to_device)),
+            reserved: U32::new(0),
+        };
+        if wait {
+            self.call_unit(Opcode::MemcpyHost, o.as_bytes())
+        } else {
+            self.post(Opcode::MemcpyHost, o.as_bytes(), &[])
+        }
+    }
+
     /// Reserve device address space (no memory) in the worker; released with
     /// [`Client::mem_free`] of its base.
     pub fn mem_reserve(&self, dev: u32, size: u64) -> Result<u64, Status> {

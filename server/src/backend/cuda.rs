@@ -147,6 +147,8 @@ driver_api! {
         sys::CUfunction, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, c_uint, sys::CUstream,
         *mut *mut c_void,
     );
+    mem_host_register = "cuMemHostRegister_v2": fn(*mut c_void, usize, c_uint);
+    mem_host_unregister = "cuMemHostUnregister": fn(*mut c_void);
     mem_get_granularity = "cuMemGetAllocationGranularity": fn(*mut usize, *const MemAllocationProp, c_int);
     mem_address_reserve = "cuMemAddressReserve": fn(*mut sys::CUdeviceptr, usize, usize, sys::CUdeviceptr, u64);
     mem_address_free = "cuMemAddressFree": fn(sys::CUdeviceptr, usize);
@@ -925,6 +927,44 @@ impl Backend for CudaBackend {
         check(unsafe { (self.api.memcpy_dtoh)(dst.as_mut_ptr().cast(), src, dst.len(), s) })?;
         // SAFETY: `s` is null or a live stream of this context.
         check(unsafe { (self.api.stream_synchronize)(s) })
+    }
+
+    fn host_register(&mut self, ptr: u64, len: u64) -> Res<()> {
+        self.enter(0)?;
+        // CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP.
+        // SAFETY: the caller maps `[ptr, ptr + len)` in this process (an arena); the driver pins
+        // those pages and maps them for the devices.
+        check(unsafe {
+            (self.api.mem_host_register)(ptr::with_exposed_provenance_mut(len_usize(ptr)?), len_usize(len)?, 3)
+        })
+    }
+
+    fn host_unregister(&mut self, ptr: u64) -> Res<()> {
+        self.enter(0)?;
+        // SAFETY: a range registered by `host_register`; the driver only unpins it.
+        check(unsafe { (self.api.mem_host_unregister)(ptr::with_exposed_provenance_mut(len_usize(ptr)?)) })
+    }
+
+    unsafe fn memcpy_htod_host(
+        &mut self,
+        dev: u32,
+        dst: u64,
+        src: *const u8,
+        len: usize,
+        stream: RawStream,
+    ) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        // SAFETY: the caller guarantees `src` is registered host memory mapped until the stream
+        // passes the copy; device addresses are numbers the driver checks.
+        check(unsafe { (self.api.memcpy_htod)(dst, src.cast(), len, s) })
+    }
+
+    unsafe fn memcpy_dtoh_host(&mut self, dev: u32, dst: *mut u8, src: u64, len: usize, stream: RawStream) -> Res<()> {
+        self.enter(dev)?;
+        let s = self.stream(dev, stream)?;
+        // SAFETY: as in `memcpy_htod_host`, for the destination.
+        check(unsafe { (self.api.memcpy_dtoh)(dst.cast(), src, len, s) })
     }
 
     fn memcpy_dtod(&mut self, dev: u32, dst: u64, src: u64, len: u64, stream: RawStream) -> Res<()> {

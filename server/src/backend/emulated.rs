@@ -890,6 +890,37 @@ impl Backend for EmulatedBackend {
         self.mem.free(ptr, Owner::User)
     }
 
+    fn host_register(&mut self, _ptr: u64, len: u64) -> Res<()> {
+        // Emulated device memory is host memory: nothing to pin.
+        if len == 0 {
+            return Err(Status::INVALID_VALUE);
+        }
+        Ok(())
+    }
+
+    fn host_unregister(&mut self, _ptr: u64) -> Res<()> {
+        Ok(())
+    }
+
+    unsafe fn memcpy_htod_host(
+        &mut self,
+        dev: u32,
+        dst: u64,
+        src: *const u8,
+        len: usize,
+        stream: RawStream,
+    ) -> Res<()> {
+        // SAFETY: the caller guarantees `[src, src + len)` is mapped host memory of this process.
+        let from = unsafe { std::slice::from_raw_parts(src, len) };
+        self.memcpy_htod(dev, dst, from, stream)
+    }
+
+    unsafe fn memcpy_dtoh_host(&mut self, dev: u32, dst: *mut u8, src: u64, len: usize, stream: RawStream) -> Res<()> {
+        // SAFETY: as above, for the destination (no Rust reference aliases the arena).
+        let to = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+        self.memcpy_dtoh(dev, to, src, stream)
+    }
+
     fn memcpy_htod(&mut self, dev: u32, dst: u64, src: &[u8], stream: RawStream) -> Res<()> {
         self.enter(dev)?;
         self.check_stream(dev, stream)?;

@@ -165,6 +165,24 @@ pub trait Backend: Send {
     fn memcpy_htod(&mut self, dev: u32, dst: u64, src: &[u8], stream: RawStream) -> Res<()>;
     /// Device → host, ordered on `stream`; returns once the bytes are in `dst`.
     fn memcpy_dtoh(&mut self, dev: u32, dst: &mut [u8], src: u64, stream: RawStream) -> Res<()>;
+    /// Register host memory of this process with the driver for every device
+    /// (`cuMemHostRegister`, portable and device-mapped): DMA-able, and usable by kernels at the
+    /// same address.
+    fn host_register(&mut self, ptr: u64, len: u64) -> Res<()>;
+    /// Undo [`Backend::host_register`] (after the devices have finished with it).
+    fn host_unregister(&mut self, ptr: u64) -> Res<()>;
+    /// Host → device from registered host memory, ordered on `stream` and asynchronous.
+    ///
+    /// # Safety
+    /// `[src, src + len)` is host memory of this process registered with
+    /// [`Backend::host_register`], and stays mapped until the stream has passed the copy.
+    unsafe fn memcpy_htod_host(&mut self, dev: u32, dst: u64, src: *const u8, len: usize, stream: RawStream)
+        -> Res<()>;
+    /// Device → registered host memory, ordered on `stream` and asynchronous.
+    ///
+    /// # Safety
+    /// As [`Backend::memcpy_htod_host`], for `[dst, dst + len)`.
+    unsafe fn memcpy_dtoh_host(&mut self, dev: u32, dst: *mut u8, src: u64, len: usize, stream: RawStream) -> Res<()>;
     /// Device → device, ordered on `stream`.
     fn memcpy_dtod(&mut self, dev: u32, dst: u64, src: u64, len: u64, stream: RawStream) -> Res<()>;
     /// `cuMemsetD8/D16/D32Async`; `element_size` is 1, 2 or 4.

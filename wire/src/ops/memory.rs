@@ -26,6 +26,32 @@ wire_structs! {
         pub size: U64,
     }
 
+    /// Map the client's shared pinned memory `/dev/shm/<name>` at `addr` in the worker.
+    pub struct ArenaMap {
+        /// Address (the same in both processes; page-aligned).
+        pub addr: U64,
+        /// Bytes (page multiple).
+        pub len: U64,
+        /// File name in `/dev/shm`, NUL-padded.
+        pub name: [u8; 64],
+    }
+
+    /// A copy between device memory and an arena (`MemcpyHost`).
+    pub struct MemcpyHost {
+        /// Device address.
+        pub device: U64,
+        /// Arena address.
+        pub host: U64,
+        /// Bytes.
+        pub len: U64,
+        /// Stream handle.
+        pub stream: U64,
+        /// 1: host → device; 0: device → host.
+        pub to_device: U32,
+        /// Zero.
+        pub reserved: U32,
+    }
+
     /// `cuMemFree`.
     pub struct MemFree {
         /// Base address of an allocation of this session.
@@ -96,6 +122,21 @@ wire_structs! {
         pub element_size: U32,
         /// Stream handle.
         pub stream: U64,
+    }
+}
+
+impl ArenaMap {
+    /// A request to map `name` (at most 63 bytes) at `addr`; `None` if the name is too long.
+    pub fn new(addr: u64, len: u64, name: &str) -> Option<ArenaMap> {
+        let mut n = [0u8; 64];
+        n.get_mut(..name.len()).filter(|_| name.len() < 64)?.copy_from_slice(name.as_bytes());
+        Some(ArenaMap { addr: U64::new(addr), len: U64::new(len), name: n })
+    }
+
+    /// The file name (up to the first NUL).
+    pub fn name_str(&self) -> Option<&str> {
+        let end = self.name.iter().position(|&b| b == 0).unwrap_or(self.name.len());
+        core::str::from_utf8(&self.name[..end]).ok()
     }
 }
 

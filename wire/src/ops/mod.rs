@@ -51,6 +51,8 @@ mod tests {
         assert_eq!(size_of::<Empty>(), 0);
         assert_eq!(size_of::<MemAlloc>(), 16);
         assert_eq!(size_of::<MemAllocAt>(), 24);
+        assert_eq!(size_of::<ArenaMap>(), 80);
+        assert_eq!(size_of::<MemcpyHost>(), 40);
         assert_eq!(size_of::<MemcpyHtoD>(), 24);
         assert_eq!(size_of::<MemcpyDtoD>(), 32);
         assert_eq!(size_of::<Memset>(), 32);
@@ -105,6 +107,9 @@ mod tests {
         }
         rt(MemAlloc::new(1, 99));
         rt(MemAllocAt::new(0, 0x7f00_0000_1000, 4096));
+        rt(ArenaMap::new(0x7f00_0000_0000, 1 << 21, "remora-arena-1-2").unwrap());
+        assert_eq!(ArenaMap::new(0, 0, "remora-arena-1-2").unwrap().name_str(), Some("remora-arena-1-2"));
+        assert!(ArenaMap::new(0, 0, &"x".repeat(64)).is_none());
         rt(MemFree { ptr: U64::new(5) });
         rt(MemcpyDtoH { src: U64::new(1), len: U64::new(2), stream: U64::new(3) });
         rt(MemcpyDtoD { dst: U64::new(1), src: U64::new(2), len: U64::new(3), stream: U64::new(0) });

@@ -65,6 +65,11 @@ pub unsafe extern "C" fn cudaHostGetDevicePointer(
         }
         let rt = rt()?;
         let host = p_host as usize;
+        if crate::arena::containing(host, 1).is_some() {
+            // Shared with the worker and registered there: the same address on the device.
+            // SAFETY: the caller's pointer slot (checked non-null).
+            return unsafe { ffi::put(p_device, p_host) };
+        }
         let device = match mirror::find(host) {
             Some(f) => f.device + (host - f.host) as u64,
             None => {

@@ -10,6 +10,7 @@ use std::ffi::c_void;
 use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitchedPtr, CudaPointerAttributes};
 
 use super::array::End;
+use crate::arena;
 use crate::ffi;
 use crate::graph::{self, Op};
 use crate::mirror;
@@ -120,6 +121,10 @@ fn copy_once(
             device_range(rt, d, count)?;
             mirror::host_access(rt, src as usize)?;
             mirror::touch(rt, &[], &[(d, count)])?;
+            if arena::containing(src as usize, count).is_some() {
+                // Shared pinned memory: the worker DMAs straight from it.
+                return rt.client.memcpy_host(d, src as u64, count as u64, stream, true, wait).map_err(cuda);
+            }
             // SAFETY: `src` is a host buffer of `count` bytes.
             let data = unsafe { ffi::bytes(src as *const u8, count) }?;
             if wait && stream == 0 {
@@ -132,6 +137,11 @@ fn copy_once(
             device_range(rt, s, count)?;
             mirror::host_access(rt, dst as usize)?;
             mirror::touch(rt, &[(s, count)], &[])?;
+            if arena::containing(dst as usize, count).is_some() {
+                // Into shared pinned memory: an asynchronous copy stays asynchronous, as on a
+                // local GPU (the bytes are there once the stream has passed it).
+                return rt.client.memcpy_host(s, dst as u64, count as u64, stream, false, wait).map_err(cuda);
+            }
             // SAFETY: `dst` is a host buffer of `count` writable bytes.
             let out = unsafe { ffi::bytes_mut(dst as *mut u8, count) }?;
             rt.client.memcpy_dtoh_on(out, s, stream).map_err(cuda)
@@ -401,9 +411,12 @@ fn host_alloc(ptr: *mut *mut c_void, size: usize, flags: u32) -> Result<(), Cuda
         return Err(INVALID_VALUE);
     }
     let rt = rt()?;
-    let p = match mirror::reserve_host(rt, current_device(), size)? {
-        Some(p) => p as *mut u8,
-        None => map_granules(size)?,
+    let p = if let Some(p) = arena::alloc(rt, size)? {
+        p as *mut u8
+    } else if let Some(p) = mirror::reserve_host(rt, current_device(), size)? {
+        p as *mut u8
+    } else {
+        map_granules(size)?
     };
     // With unified addressing every page-locked allocation is mapped (cudaHostAllocMapped), and
     // libcudart reports it so.
@@ -439,7 +452,7 @@ pub unsafe extern "C" fn cudaFreeHost(ptr: *mut c_void) -> CudaError {
         if !ours {
             return Err(INVALID_VALUE);
         }
-        if mirror::free_reserved_host(rt, ptr as usize)? {
+        if arena::free(rt, ptr as usize)? || mirror::free_reserved_host(rt, ptr as usize)? {
             rt.pinned.lock().remove(&(ptr as usize));
             return Ok(());
         }
