@@ -3,7 +3,7 @@
 //
 // Build (what `remora bench` does; see docs/BENCHMARKS.md):
 //   nvcc -O2 -cudart shared -gencode arch=compute_90,code=sm_90 \
-//        -gencode arch=compute_90,code=compute_90 -o remora_bench remora_bench.cu
+//        -gencode arch=compute_90,code=compute_90 -ldl -o remora_bench remora_bench.cu
 //
 // Usage: remora_bench [--quick] [--skip-kernels REASON]
 //   --quick          fewer iterations and sizes up to 16 MiB (CI)
@@ -12,7 +12,8 @@
 //
 // Output, on stdout, one line per item, fields separated by single spaces:
 //   bench remora_bench 1                              format version; always the first line
-//   info KEY VALUE...                                 device name, versions, mode
+//   info KEY VALUE...                                 the libcudart.so.13 loaded (cudart), mode,
+//                                                     device name, versions
 //   result NAME UNIT COUNT P50 P99 WORST              one measurement
 //   skip NAME UNIT REASON...                          a measurement not taken, and why
 //   error WHAT...                                     a CUDA call failed; the program exits 1
@@ -22,6 +23,7 @@
 // slowest one. UNIT `us`: microseconds per operation. UNIT `GB/s` (copies): bytes / time of one
 // copy, at the P50, P99 and slowest copy times (so P99 <= P50 there; 1 GB = 1e9 bytes).
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <chrono>
@@ -135,6 +137,13 @@ int main(int argc, char **argv) {
   const int alloc_iters = g_quick ? 50 : 500;
 
   std::printf("bench remora_bench 1\n");
+  // Which libcudart.so.13 this process runs on: remora bench checks that a remote run really
+  // went through remora's library and a native run through NVIDIA's.
+  Dl_info dl;
+  void *sym = dlsym(RTLD_DEFAULT, "cudaGetDeviceCount");
+  if (sym != nullptr && dladdr(sym, &dl) != 0 && dl.dli_fname != nullptr) {
+    std::printf("info cudart %s\n", dl.dli_fname);
+  }
   std::printf("info mode %s\n", g_quick ? "quick" : "full");
   int devices = 0;
   CK(cudaGetDeviceCount(&devices));

@@ -166,7 +166,7 @@ fn native_column(a: &Args, program: &Path, args: &[String], nvcc: Option<&Path>,
     eprintln!("remora bench: native run (NVIDIA libcudart.so.13 from {})", dir.display());
     let mut cmd = Command::new(program);
     cmd.args(args).env("LD_LIBRARY_PATH", program::ld_library_path(&dir)).env_remove("REMORA_SERVER");
-    let state = program::run("native", cmd);
+    let state = program::check_library(program::run("native", cmd), remora_lib, false);
     column("native", format!("NVIDIA libcudart.so.13 from {}, {}", dir.display(), device_of(&state)), state)
 }
 
@@ -184,7 +184,7 @@ fn remote_column(
     own: Option<&mut server::OwnServer>,
     program: &Path,
     args: &[String],
-    remora_dir: &Path,
+    (remora_lib, remora_dir): (&Path, &Path),
     iters: &Iters,
 ) -> Column {
     eprintln!("remora bench: {} run over {}", t.label, t.url);
@@ -206,7 +206,7 @@ fn remote_column(
     if let Some(tok) = &a.token {
         cmd.env("REMORA_TOKEN", tok);
     }
-    let state = program::run(&t.label, cmd);
+    let state = program::check_library(program::run(&t.label, cmd), remora_lib, true);
     let mut c = column(&t.label, format!("remora over {}, backend {backend}, {}", t.url, device_of(&state)), state);
     let outcome = match ping {
         Ok(s) => Outcome::Measured(s),
@@ -278,7 +278,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         .collect();
     let mut remotes: Vec<Column> = Vec::new();
     for t in &targets {
-        remotes.push(remote_column(&a, t, own.as_mut(), &program, &args, &remora_dir, &iters));
+        remotes.push(remote_column(&a, t, own.as_mut(), &program, &args, (&remora_lib, &remora_dir), &iters));
     }
 
     let mut failures: Vec<String> = Vec::new();

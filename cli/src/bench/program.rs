@@ -15,7 +15,8 @@ use super::report::{num, State};
 pub(crate) const SOURCE: &str = include_str!("../../../benches/cuda/remora_bench.cu");
 
 /// nvcc flags: those of tests/cuda/build.sh (sm_90 code and compute_90 PTX), plus `NVCC_EXTRA`.
-const NVCC_FLAGS: [&str; 7] = [
+/// (`-ldl` for the program's dladdr on a glibc older than 2.34.)
+const NVCC_FLAGS: [&str; 8] = [
     "-O2",
     "-cudart",
     "shared",
@@ -23,6 +24,7 @@ const NVCC_FLAGS: [&str; 7] = [
     "arch=compute_90,code=sm_90",
     "-gencode",
     "arch=compute_90,code=compute_90",
+    "-ldl",
 ];
 
 fn is_file(p: &Path) -> bool {
@@ -238,6 +240,26 @@ pub(crate) fn judge(status: Result<std::process::ExitStatus, String>, stdout: &s
     }
 }
 
+/// Whether a run used the right `libcudart.so.13` (its `info cudart` line): remora's library
+/// (`remora_lib`) when `through_remora`, any other otherwise. A run on the wrong library (a
+/// dangling link, a stray `LD_LIBRARY_PATH`) would give numbers for the wrong column.
+pub(crate) fn check_library(state: State, remora_lib: &Path, through_remora: bool) -> State {
+    let State::Ran(o) = state else { return state };
+    let mine = remora_lib.canonicalize().ok();
+    let why = match o.info("cudart") {
+        None => "the program did not say which libcudart.so.13 it loaded (no `info cudart` line)".to_string(),
+        Some(p) => {
+            let is_remora = mine.is_some() && Path::new(p).canonicalize().ok() == mine;
+            match (through_remora, is_remora) {
+                (true, true) | (false, false) => return State::Ran(o),
+                (true, false) => format!("it loaded {p}, not remora's library: the run did not go through remora"),
+                (false, true) => format!("it loaded remora's library ({p}) for the native run"),
+            }
+        }
+    };
+    State::Failed { why, partial: None }
+}
+
 /// Run the program (`cmd`, arguments and environment set) and follow it; `label` prefixes its
 /// progress lines. Its stderr is echoed, prefixed, once it ends.
 pub(crate) fn run(label: &str, mut cmd: Command) -> State {
@@ -306,6 +328,38 @@ mod tests {
             s => panic!("{s:?}"),
         }
         assert!(matches!(judge(Err("lost".into()), OK, ""), State::Failed { partial: Some(_), .. }));
+    }
+
+    #[test]
+    fn a_run_on_the_wrong_library_fails() {
+        let dir = std::env::temp_dir().join(format!("remora-bench-checklib-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        let remora = dir.join("libcudart.so");
+        std::fs::write(&remora, b"remora").unwrap();
+        let nvidia = dir.join("nvidia.so.13");
+        std::fs::write(&nvidia, b"nvidia").unwrap();
+        // What the program reports is the path it was loaded from: a link to remora's library.
+        std::os::unix::fs::symlink(&remora, dir.join("lib/libcudart.so.13")).unwrap();
+        let ran = |cudart: &Path| {
+            let text = format!("bench remora_bench 1\ninfo cudart {}\ndone\n", cudart.display());
+            State::Ran(output::parse(&text).unwrap())
+        };
+        let via_link = dir.join("lib/libcudart.so.13");
+        assert!(matches!(check_library(ran(&via_link), &remora, true), State::Ran(_)));
+        assert!(matches!(check_library(ran(&nvidia), &remora, false), State::Ran(_)));
+        match check_library(ran(&nvidia), &remora, true) {
+            State::Failed { why, .. } => assert!(why.contains("did not go through remora"), "{why}"),
+            s => panic!("{s:?}"),
+        }
+        match check_library(ran(&via_link), &remora, false) {
+            State::Failed { why, .. } => assert!(why.contains("for the native run"), "{why}"),
+            s => panic!("{s:?}"),
+        }
+        let silent = State::Ran(output::parse("bench remora_bench 1\ndone\n").unwrap());
+        assert!(matches!(check_library(silent, &remora, true), State::Failed { .. }));
+        let failed = State::NotRun("n/a".into());
+        assert_eq!(check_library(failed.clone(), &remora, true), failed);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
