@@ -1,5 +1,6 @@
-//! `remora`: serve GPUs to remote CUDA programs, try it, check a machine.
+//! `remora`: serve GPUs to remote CUDA programs, try it, check a machine, measure it.
 
+mod bench;
 mod demo;
 mod doctor;
 mod run;
@@ -28,6 +29,9 @@ enum Command {
     Stats(stats::Args),
     /// Run an unmodified CUDA program (built with `nvcc -cudart shared`) on a remote GPU.
     Run(run::Args),
+    /// Measure: one CUDA program natively and through remora over each transport, and each
+    /// transport's floor; a table, optionally CSV and an SVG chart (docs/BENCHMARKS.md).
+    Bench(bench::Args),
     /// Print the two variables that put remora in front of programs started by hand.
     Env(run::EnvArgs),
     /// Internal: a session worker process, started by `remora serve`.
@@ -67,6 +71,10 @@ fn main() {
         Command::Stats(a) => {
             init_logging("warn");
             report(stats::run(a))
+        }
+        Command::Bench(a) => {
+            init_logging("warn");
+            report(bench::run(a))
         }
         Command::Run(a) => report(run::run(a)),
         Command::Env(a) => report(run::env(a)),

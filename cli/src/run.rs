@@ -27,7 +27,7 @@ pub(crate) struct EnvArgs {
 }
 
 /// The cdylib cargo built (`libcudart.so`): `REMORA_LIB`, else next to this executable.
-fn built_library() -> anyhow::Result<PathBuf> {
+pub(crate) fn built_library() -> anyhow::Result<PathBuf> {
     if let Ok(p) = std::env::var("REMORA_LIB") {
         let p = PathBuf::from(p);
         let f = if p.is_dir() { p.join("libcudart.so.13") } else { p };

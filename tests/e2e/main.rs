@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)] // test code: a failed unwrap is a failed test; sizes are small
 
 mod basics;
+mod bench;
 mod cudart;
 mod faults;
 mod lifecycle;
