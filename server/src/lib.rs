@@ -23,6 +23,7 @@ pub mod placement;
 pub mod polling;
 pub mod report;
 pub mod session;
+pub mod staging;
 pub mod stats;
 pub mod supervisor;
 pub mod worker;

@@ -123,6 +123,8 @@ pub struct Session<'s> {
     reservations: std::collections::BTreeMap<u64, (u64, u32)>,
     /// The client's shared pinned memory mapped here (same host only).
     arenas: crate::arena::Arenas,
+    /// Pinned staging for large copies of pageable data (made at the first one).
+    staging: Option<crate::staging::Staging>,
     streams: Slab<Owned>,
     events: Slab<Owned>,
     modules: Slab<Owned>,
@@ -166,6 +168,9 @@ enum Work {
     Small(Opcode),
     /// Host → device; the data is in `buf`.
     HtoD { dev: u32, dst: u64, stream: RawStream },
+    /// A large host → device copy whose `len` data bytes are still on the link: received in
+    /// pinned halves, each copied while the next arrives ([`crate::staging`]).
+    HtoDStream { dev: u32, dst: u64, stream: RawStream, len: usize },
     /// Device → host into `out`.
     DtoH { dev: u32, src: u64, len: usize, stream: RawStream },
     /// A 2D copy; host source data is in `buf`, host destination data (`out_len` bytes) goes
@@ -244,6 +249,7 @@ impl<'s> Session<'s> {
             ranges: Ranges::default(),
             reservations: std::collections::BTreeMap::new(),
             arenas: crate::arena::Arenas::default(),
+            staging: None,
             streams: Slab::default(),
             events: Slab::default(),
             modules: Slab::default(),
@@ -342,9 +348,11 @@ impl<'s> Session<'s> {
         let first_u64 = || remora_wire::read::<U64>(b).ok().map(|v| v.get());
         let ptr_dev = |p: u64| self.ranges.containing(p).map(|(_, r)| r.dev);
         match f.work {
-            Work::HtoD { dev, .. } | Work::DtoH { dev, .. } | Work::ModuleLoad { dev } | Work::Copy2D { dev, .. } => {
-                Some(dev)
-            }
+            Work::HtoD { dev, .. }
+            | Work::HtoDStream { dev, .. }
+            | Work::DtoH { dev, .. }
+            | Work::ModuleLoad { dev }
+            | Work::Copy2D { dev, .. } => Some(dev),
             Work::Failed(_) | Work::Goodbye => None,
             Work::Small(op) => match op {
                 Opcode::DeviceGetAttribute
@@ -408,6 +416,68 @@ impl<'s> Session<'s> {
                     self.stats.bytes_in.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
                 }
                 r
+            }
+            Work::HtoDStream { dev, dst, stream, len } => {
+                if self.staging.is_none() {
+                    self.staging = crate::staging::Staging::new(&mut *self.backend);
+                }
+                let r = match &mut self.staging {
+                    Some(st) => {
+                        let to = crate::staging::Target { dev, addr: dst, len, stream };
+                        match st.htod(&mut *self.backend, &mut *self.link, to, f.wants_reply) {
+                            crate::staging::Outcome::Link(e) => return Err(End::from(e)),
+                            crate::staging::Outcome::Done(r) => r,
+                        }
+                    }
+                    None => {
+                        // No pinned staging (the driver refused): one receive, one copy.
+                        self.buf.clear();
+                        self.buf.resize(len, 0);
+                        self.link.recv_exact(&mut self.buf)?;
+                        self.backend.memcpy_htod(dev, dst, &self.buf, stream)
+                    }
+                };
+                if r.is_ok() {
+                    self.stats.bytes_in.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                r
+            }
+            Work::DtoH { dev, src, len, stream } if len >= crate::staging::THRESHOLD && f.wants_reply => {
+                if self.staging.is_none() {
+                    self.staging = crate::staging::Staging::new(&mut *self.backend);
+                }
+                if let Some(st) = &mut self.staging {
+                    let mut output = Vec::new();
+                    if let Some(capture) = &mut self.output {
+                        capture.drain(&mut output);
+                    }
+                    let proto = &mut self.proto;
+                    let hdr = f.hdr;
+                    let first = |link: &mut dyn Link, body: &[u8]| {
+                        let reply = proto.reply(&hdr, Status::SUCCESS, len as u64);
+                        send_reply(link, reply, &output, body)
+                    };
+                    let from = crate::staging::Target { dev, addr: src, len, stream };
+                    let outcome = st.dtoh(&mut *self.backend, &mut *self.link, from, first);
+                    match outcome {
+                        crate::staging::Outcome::Link(e) => return Err(End::from(e)),
+                        crate::staging::Outcome::Done(Ok(())) => {
+                            self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+                        }
+                        crate::staging::Outcome::Done(Err(e)) => {
+                            // Nothing was sent: an ordinary error reply, with the device output.
+                            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                            let reply = self.proto.reply(&f.hdr, e, 0);
+                            send_reply(&mut *self.link, reply, &output, &[]).map_err(End::from)?;
+                        }
+                    }
+                    self.stats.record_latency(Opcode::MemcpyDtoH, f.read_at.elapsed());
+                    return Ok(None);
+                } else {
+                    self.out.clear();
+                    self.out.resize(len, 0);
+                    self.backend.memcpy_dtoh(dev, &mut self.out, src, stream)
+                }
             }
             Work::DtoH { dev, src, len, stream } => {
                 self.out.clear();
@@ -528,6 +598,9 @@ impl<'s> Session<'s> {
     fn read_htod(&mut self, len: usize) -> Result<Work, End> {
         let (o, data_len) = self.read_fixed::<ops::MemcpyHtoD>(len, |o| o.len.get())?;
         match self.ranges.check(o.dst.get(), o.len.get()).and_then(|(dev, _)| self.stream_for(o.stream.get(), dev)) {
+            Ok((dev, stream)) if data_len >= crate::staging::THRESHOLD => {
+                Ok(Work::HtoDStream { dev, dst: o.dst.get(), stream, len: data_len })
+            }
             Ok((dev, stream)) => {
                 self.buf.clear();
                 self.buf.resize(data_len, 0);
@@ -1281,6 +1354,9 @@ impl<'s> Session<'s> {
         for (addr, _) in self.arenas.all() {
             let _ = self.backend.host_unregister(addr);
             let _ = self.arenas.unmap(addr);
+        }
+        if let Some(st) = self.staging.take() {
+            st.release(&mut *self.backend);
         }
         if failed > 0 {
             tracing::warn!(failed, "frees refused by the backend (device fault?); process exit releases them");

@@ -251,3 +251,35 @@ fn peer_access_enable_and_disable() {
     assert_eq!(c.set_peer_access(0, 9, true), Err(Status::INVALID_DEVICE));
     c.close().unwrap();
 }
+
+/// Copies of several pinned staging halves (and a remainder) from pageable memory, waited-for
+/// and asynchronous, land byte for byte; a bad destination is refused without losing the
+/// stream (the next call works).
+#[test]
+fn large_pageable_copies_through_pinned_staging() {
+    let sup = start_server(&helper(), "staging", |_| {});
+    for url in urls(&sup) {
+        let c = Client::connect(&url, None).unwrap();
+        let n = (9 << 20) + 1;
+        let data: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+        let p = c.mem_alloc(0, n as u64).unwrap();
+        c.memcpy_htod(p, &data).unwrap();
+        let mut back = vec![0u8; n];
+        c.memcpy_dtoh(&mut back, p).unwrap();
+        assert!(back == data, "{url}: waited-for copy");
+        let s = c.stream_create(0, 1, 0).unwrap();
+        let rev: Vec<u8> = data.iter().rev().copied().collect();
+        c.memcpy_htod_async(p, &rev, s).unwrap();
+        c.memcpy_htod_async(p + 4096, &rev[..3 << 20], s).unwrap();
+        c.stream_synchronize(s).unwrap();
+        c.memcpy_dtoh(&mut back, p).unwrap();
+        let mut want = rev.clone();
+        want[4096..4096 + (3 << 20)].copy_from_slice(&rev[..3 << 20]);
+        assert!(back == want, "{url}: asynchronous copies in stream order");
+        assert_eq!(c.memcpy_htod(p + 1, &data), Err(Status::OUT_OF_RANGE), "{url}: one byte too far");
+        c.memcpy_htod(p, &data[..2 << 20]).expect("the link stayed in step");
+        c.stream_destroy(s).unwrap();
+        c.mem_free(p).unwrap();
+        c.close().unwrap();
+    }
+}
