@@ -479,6 +479,24 @@ impl<'s> Session<'s> {
                     self.backend.memcpy_dtoh(dev, &mut self.out, src, stream)
                 }
             }
+            Work::DtoH { dev, src, len, stream } if f.wants_reply => {
+                if self.staging.is_none() {
+                    self.staging = crate::staging::Staging::new(&mut *self.backend);
+                }
+                self.out.clear();
+                let from = crate::staging::Target { dev, addr: src, len, stream };
+                let r = match &mut self.staging {
+                    Some(st) => st.dtoh_small(&mut *self.backend, from, &mut self.out),
+                    None => {
+                        self.out.resize(len, 0);
+                        self.backend.memcpy_dtoh(dev, &mut self.out, src, stream)
+                    }
+                };
+                if r.is_ok() {
+                    self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+                }
+                r
+            }
             Work::DtoH { dev, src, len, stream } => {
                 self.out.clear();
                 self.out.resize(len, 0);

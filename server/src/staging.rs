@@ -199,6 +199,24 @@ impl Staging {
         Outcome::Done(Ok(()))
     }
 
+    /// A small device → host copy (at most [`CHUNK`] bytes) through page-locked memory, which
+    /// the driver DMAs into directly (a pageable destination costs it an extra staging copy):
+    /// waits for the stream, then appends the bytes to `out`.
+    pub fn dtoh_small(&mut self, backend: &mut dyn Backend, from: Target, out: &mut Vec<u8>) -> Result<(), Status> {
+        let Target { dev, addr, len, stream } = from;
+        if len > CHUNK {
+            return Err(Status::INVALID_VALUE);
+        }
+        self.settle(backend, 0)?;
+        let dst = self.half(0).as_mut_ptr();
+        // SAFETY: half 0 is registered host memory of this process, free (settled above), and
+        // read only after the stream synchronisation below.
+        unsafe { backend.memcpy_dtoh_host(dev, dst, addr, len, stream) }?;
+        backend.stream_synchronize(dev, stream)?;
+        out.extend_from_slice(&self.half(0)[..len]);
+        Ok(())
+    }
+
     /// Wait for outstanding DMAs, destroy the events and unregister (session teardown).
     pub fn release(mut self, backend: &mut dyn Backend) {
         let _ = self.settle(backend, 0);
