@@ -24,6 +24,8 @@ pub mod report;
 pub mod session;
 pub mod stats;
 pub mod supervisor;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod worker;
 
 /// Server errors.

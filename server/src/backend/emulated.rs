@@ -456,6 +456,36 @@ struct FunctionRec {
     carveout: i32,
 }
 
+/// What an [`EmulatedBackend`] holds, by kind ([`EmulatedBackend::held`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Allocations, module globals and reservations.
+    pub allocations: usize,
+    /// Memory mapped inside reservations.
+    pub mapped: usize,
+    /// Device memory counted as used, all devices.
+    pub used_bytes: u64,
+    /// Streams.
+    pub streams: usize,
+    /// Events.
+    pub events: usize,
+    /// Modules.
+    pub modules: usize,
+    /// Function handles.
+    pub functions: usize,
+    /// Arrays.
+    pub arrays: usize,
+    /// Texture and surface objects.
+    pub objects: usize,
+}
+
+impl Held {
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        *self == Held::default()
+    }
+}
+
 /// The host-memory test double (see the module docs). Not a GPU.
 #[derive(Debug)]
 pub struct EmulatedBackend {
@@ -524,6 +554,22 @@ impl EmulatedBackend {
     /// No array, texture or surface object is left (for tests).
     pub fn arrays_and_objects_released(&self) -> bool {
         self.arrays.is_empty() && self.objects.is_empty()
+    }
+
+    /// Everything the backend still holds (for tests and fuzz targets: after a session released
+    /// everything, all of it is zero unless a fault poisoned the backend).
+    pub fn held(&self) -> Held {
+        Held {
+            allocations: self.mem.allocs.len(),
+            mapped: self.mem.mapped.len(),
+            used_bytes: self.mem.used.iter().sum(),
+            streams: self.streams.len(),
+            events: self.events.len(),
+            modules: self.modules.len(),
+            functions: self.functions.len(),
+            arrays: self.arrays.len(),
+            objects: self.objects.len(),
+        }
     }
 
     fn live(&self) -> Res<()> {
