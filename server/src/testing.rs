@@ -400,4 +400,23 @@ mod tests {
         assert!(matches!(out.end, End::PeerClosed));
         assert_eq!(out.sent.frames().unwrap()[0].0.status(), Status::UNSUPPORTED_OPCODE);
     }
+
+    /// Found by the `dispatch` fuzz target: a `MemReserve` of 124 GiB (within the default
+    /// per-session limit of 64 TiB) made the emulated backend allocate its backing host memory
+    /// at once, and the worker aborted when the allocation failed. Now refused like any
+    /// allocation the device cannot hold, and the session goes on.
+    #[test]
+    fn regression_huge_reservation_is_refused_and_the_session_goes_on() {
+        let cfg = StreamConfig { device_memory: crate::backend::emulated::DEVICE_MEMORY, ..StreamConfig::default() };
+        let mut bytes =
+            frame_bytes(Header::request(Opcode::MemReserve, 1, 16), ops::MemAlloc::new(0, 0x1f_0020_0000).as_bytes());
+        bytes
+            .extend(frame_bytes(Header::request(Opcode::MemReserve, 2, 16), ops::MemAlloc::new(0, 1 << 20).as_bytes()));
+        let out = run_client_stream(&bytes, &cfg, &SessionStats::default());
+        out.check().unwrap();
+        let frames = out.sent.frames().unwrap();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0].0.status(), Status::OUT_OF_MEMORY);
+        assert_eq!(frames[1].0.status(), Status::SUCCESS, "a reservation the device can back still works");
+    }
 }

@@ -11,7 +11,8 @@
 //!   error, not as someone else's data). Each device reports [`DEVICE_MEMORY`] bytes (or what
 //!   [`EmulatedBackend::with_memory`] says); `mem_get_info` reflects the allocations, and
 //!   allocating past the total fails with `OUT_OF_MEMORY`. Addresses are unified: a copy may name
-//!   memory of any device, as with CUDA's unified addressing.
+//!   memory of any device, as with CUDA's unified addressing. Address-space reservations
+//!   (`mem_reserve`) are zeroed host memory too, so one is at most the device's memory.
 //! - **Streams and events**: work runs synchronously inside the call, so every stream is always
 //!   idle. Recording an event takes a monotonic timestamp, so `event_elapsed` measures real time.
 //! - **Modules**: `module_load` accepts images that contain PTX `.entry` names (PTX text, or
@@ -291,10 +292,15 @@ impl Memory {
     }
 
     /// Address space of `size` bytes on `dev` (zero pages that are only touched when written;
-    /// not counted as used memory).
+    /// not counted as used memory). Unlike CUDA's, an emulated reservation is backed by host
+    /// memory at once, so one is at most the device's memory: a client cannot make the worker
+    /// ask for terabytes (and abort when it does not get them).
     fn reserve(&mut self, dev: u32, size: u64) -> Res<u64> {
         let d = dev as usize;
         let rounded = align_up(size.max(1), RESERVE_ALIGN).ok_or(Status::OUT_OF_MEMORY)?;
+        if rounded > self.total {
+            return Err(Status::OUT_OF_MEMORY);
+        }
         let len = usize::try_from(rounded).map_err(|_| Status::OUT_OF_MEMORY)?;
         let (start, end) = (window_start(dev), window_start(dev) + WINDOW);
         let base = self
