@@ -26,6 +26,8 @@ pub mod session;
 pub mod staging;
 pub mod stats;
 pub mod supervisor;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod worker;
 
 /// Server errors.

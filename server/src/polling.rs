@@ -22,6 +22,7 @@ pub fn serve(session: &mut Session<'_>, cores: &[usize], spin: Duration, park: D
     std::thread::scope(|scope| {
         let (back_tx, back_rx) = mpsc::channel::<(&mut Session<'_>, Outcome)>();
         let mut executors: Vec<Option<Sender<(&mut Session<'_>, Frame)>>> = vec![None];
+        let mut threads = Vec::new();
         for dev in 1..devices {
             let (tx, rx) = mpsc::channel::<(&mut Session<'_>, Frame)>();
             let back = back_tx.clone();
@@ -30,7 +31,10 @@ pub fn serve(session: &mut Session<'_>, cores: &[usize], spin: Duration, park: D
                 .name(format!("remora-dev{dev}"))
                 .spawn_scoped(scope, move || executor(dev, core, &rx, &back, spin));
             match spawned {
-                Ok(_) => executors.push(Some(tx)),
+                Ok(thread) => {
+                    executors.push(Some(tx));
+                    threads.push(thread);
+                }
                 Err(e) => {
                     tracing::warn!(dev, "no polling thread for device {dev} ({e}); the reader serves it");
                     executors.push(None);
@@ -38,7 +42,15 @@ pub fn serve(session: &mut Session<'_>, cores: &[usize], spin: Duration, park: D
             }
         }
         let end = reader(session, &executors, &back_rx, spin, park);
-        drop(executors); // executors see their channel close and return
+        // Executors see their channel close and return. They are joined, not left to the scope:
+        // the scope waits only until a thread's work is done, a join until the thread is gone,
+        // its thread-local storage freed too.
+        drop(executors);
+        for thread in threads {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
         end
     })
 }

@@ -431,9 +431,7 @@ impl<'s> Session<'s> {
                     }
                     None => {
                         // No pinned staging (the driver refused): one receive, one copy.
-                        self.buf.clear();
-                        self.buf.resize(len, 0);
-                        self.link.recv_exact(&mut self.buf)?;
+                        self.read_payload(len)?;
                         self.backend.memcpy_htod(dev, dst, &self.buf, stream)
                     }
                 };
@@ -542,6 +540,23 @@ impl<'s> Session<'s> {
         self.link.recv_exact(&mut self.buf).map_err(End::from)
     }
 
+    /// Read the `len` data bytes of a bulk payload into `buf`, growing it as they arrive (1 MiB,
+    /// then doubling): a frame that announces more than it sends costs the worker about what
+    /// was sent, not the announced size. `buf` keeps its capacity between frames, so a session
+    /// that copies the same sizes again does not grow it again.
+    fn read_payload(&mut self, len: usize) -> Result<(), End> {
+        const FIRST_STEP: usize = 1 << 20;
+        self.buf.clear();
+        while self.buf.len() < len {
+            let have = self.buf.len();
+            let step = (len - have).min(have.max(FIRST_STEP));
+            self.buf.reserve_exact(step);
+            self.buf.resize(have + step, 0);
+            self.link.recv_exact(&mut self.buf[have..])?;
+        }
+        Ok(())
+    }
+
     /// Send the reply (or record an asynchronous error).
     fn finish(&mut self, hdr: &Header, wants_reply: bool, result: Reply) -> Result<(), End> {
         let status = result.err().unwrap_or(Status::SUCCESS);
@@ -620,9 +635,7 @@ impl<'s> Session<'s> {
                 Ok(Work::HtoDStream { dev, dst: o.dst.get(), stream, len: data_len })
             }
             Ok((dev, stream)) => {
-                self.buf.clear();
-                self.buf.resize(data_len, 0);
-                self.link.recv_exact(&mut self.buf)?;
+                self.read_payload(data_len)?;
                 Ok(Work::HtoD { dev, dst: o.dst.get(), stream })
             }
             Err(e) => {
@@ -643,9 +656,7 @@ impl<'s> Session<'s> {
         })?;
         match self.check_copy_2d(&o) {
             Ok(work) => {
-                self.buf.clear();
-                self.buf.resize(data_len, 0);
-                self.link.recv_exact(&mut self.buf)?;
+                self.read_payload(data_len)?;
                 Ok(work)
             }
             Err(e) => {
@@ -728,9 +739,7 @@ impl<'s> Session<'s> {
             discard(&mut *self.link, data_len)?;
             return Ok(Work::Failed(e));
         }
-        self.buf.clear();
-        self.buf.resize(data_len, 0);
-        self.link.recv_exact(&mut self.buf)?;
+        self.read_payload(data_len)?;
         Ok(Work::ModuleLoad { dev })
     }
 
@@ -1587,5 +1596,45 @@ mod tests {
         assert_eq!((s.arrays.len(), s.textures.len(), s.surfaces.len()), (0, 0, 0));
         drop(s);
         assert!(backend.arrays_and_objects_released());
+    }
+
+    /// A frame that announces a large payload and then stops (the client stalls or leaves)
+    /// costs the worker about what it sent, not what it announced: a 72-byte module load
+    /// that claims 1 GiB (the default limit) used to make the worker allocate and zero 1 GiB
+    /// before reading a byte of it, and a copy claiming a large allocation's size the same.
+    #[test]
+    fn announced_payloads_are_read_as_they_arrive() {
+        use remora_transport::testing::MemLink;
+        let mut backend = EmulatedBackend::new(1);
+        let stats = SessionStats::default();
+        let frame = |op: Opcode, fixed: &[u8], data_len: u64, sent: &[u8]| {
+            let mut v = Header::request(op, 1, fixed.len() as u64 + data_len).as_bytes().to_vec();
+            v.extend_from_slice(fixed);
+            v.extend_from_slice(sent);
+            v
+        };
+        let big = (1u64 << 30) - 16;
+        let load = ops::ModuleLoad { device: U32::new(0), kind: U32::new(0), len: U64::new(big) };
+        let (link, _) = MemLink::new(frame(Opcode::ModuleLoad, load.as_bytes(), big, &[b'x'; 100]));
+        let mut s = Session::new(&mut backend, Box::new(link), Limits::default(), &stats);
+        assert!(matches!(s.read_frame(), Err(End::PeerClosed)));
+        assert!(s.buf.capacity() <= 2 << 20, "{} bytes held for 100 received", s.buf.capacity());
+        drop(s);
+
+        // A copy into a 256 MiB allocation, announced whole, 4 KiB of it sent.
+        let mut alloc = Header::request(Opcode::MemAlloc, 1, 16).as_bytes().to_vec();
+        alloc.extend_from_slice(ops::MemAlloc::new(0, 256 << 20).as_bytes());
+        let (link, sent) = MemLink::new(alloc);
+        let mut s = Session::new(&mut backend, Box::new(link), Limits::default(), &stats);
+        let f = s.read_frame().unwrap();
+        s.execute(f).unwrap();
+        let ptr = remora_wire::read::<ops::PtrReply>(&sent.frames().unwrap()[0].1).unwrap().ptr.get();
+        let htod = ops::MemcpyHtoD { dst: U64::new(ptr), len: U64::new(256 << 20), stream: U64::new(0) };
+        s.link = Box::new(MemLink::new(frame(Opcode::MemcpyHtoD, htod.as_bytes(), 256 << 20, &[1; 4096])).0);
+        // A copy this large is received while it executes, through the fixed pinned staging.
+        let f = s.read_frame().expect("the copy's fixed part");
+        assert!(matches!(s.execute(f), Err(End::PeerClosed)));
+        assert!(s.buf.capacity() <= 2 << 20, "{} bytes held for 4096 received", s.buf.capacity());
+        s.release_all();
     }
 }

@@ -39,6 +39,8 @@ pub mod proto;
 pub mod shm;
 mod sys;
 pub mod tcp;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::fmt;
 use std::os::fd::OwnedFd;

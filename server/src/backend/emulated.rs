@@ -11,7 +11,9 @@
 //!   error, not as someone else's data). Each device reports [`DEVICE_MEMORY`] bytes (or what
 //!   [`EmulatedBackend::with_memory`] says); `mem_get_info` reflects the allocations, and
 //!   allocating past the total fails with `OUT_OF_MEMORY`. Addresses are unified: a copy may name
-//!   memory of any device, as with CUDA's unified addressing.
+//!   memory of any device, as with CUDA's unified addressing. Arrays count as used memory, as
+//!   in CUDA. Address-space reservations (`mem_reserve`) are zeroed host memory too, so one is
+//!   at most the device's memory.
 //! - **Streams and events**: work runs synchronously inside the call, so every stream is always
 //!   idle. Recording an event takes a monotonic timestamp, so `event_elapsed` measures real time.
 //! - **Modules**: `module_load` accepts images that contain PTX `.entry` names (PTX text, or
@@ -291,10 +293,15 @@ impl Memory {
     }
 
     /// Address space of `size` bytes on `dev` (zero pages that are only touched when written;
-    /// not counted as used memory).
+    /// not counted as used memory). Unlike CUDA's, an emulated reservation is backed by host
+    /// memory at once, so one is at most the device's memory: a client cannot make the worker
+    /// ask for terabytes (and abort when it does not get them).
     fn reserve(&mut self, dev: u32, size: u64) -> Res<u64> {
         let d = dev as usize;
         let rounded = align_up(size.max(1), RESERVE_ALIGN).ok_or(Status::OUT_OF_MEMORY)?;
+        if rounded > self.total {
+            return Err(Status::OUT_OF_MEMORY);
+        }
         let len = usize::try_from(rounded).map_err(|_| Status::OUT_OF_MEMORY)?;
         let (start, end) = (window_start(dev), window_start(dev) + WINDOW);
         let base = self
@@ -456,6 +463,36 @@ struct FunctionRec {
     carveout: i32,
 }
 
+/// What an [`EmulatedBackend`] holds, by kind ([`EmulatedBackend::held`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Allocations, module globals and reservations.
+    pub allocations: usize,
+    /// Memory mapped inside reservations.
+    pub mapped: usize,
+    /// Device memory counted as used, all devices.
+    pub used_bytes: u64,
+    /// Streams.
+    pub streams: usize,
+    /// Events.
+    pub events: usize,
+    /// Modules.
+    pub modules: usize,
+    /// Function handles.
+    pub functions: usize,
+    /// Arrays.
+    pub arrays: usize,
+    /// Texture and surface objects.
+    pub objects: usize,
+}
+
+impl Held {
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        *self == Held::default()
+    }
+}
+
 /// The host-memory test double (see the module docs). Not a GPU.
 #[derive(Debug)]
 pub struct EmulatedBackend {
@@ -524,6 +561,22 @@ impl EmulatedBackend {
     /// No array, texture or surface object is left (for tests).
     pub fn arrays_and_objects_released(&self) -> bool {
         self.arrays.is_empty() && self.objects.is_empty()
+    }
+
+    /// Everything the backend still holds (for tests and fuzz targets: after a session released
+    /// everything, all of it is zero unless a fault poisoned the backend).
+    pub fn held(&self) -> Held {
+        Held {
+            allocations: self.mem.allocs.len(),
+            mapped: self.mem.mapped.len(),
+            used_bytes: self.mem.used.iter().sum(),
+            streams: self.streams.len(),
+            events: self.events.len(),
+            modules: self.modules.len(),
+            functions: self.functions.len(),
+            arrays: self.arrays.len(),
+            objects: self.objects.len(),
+        }
     }
 
     fn live(&self) -> Res<()> {
@@ -986,13 +1039,16 @@ impl Backend for EmulatedBackend {
         let row_bytes = d.width.checked_mul(u64::from(elem)).ok_or(Status::INVALID_VALUE)?;
         let (rows, slices) = (d.height.max(1), d.depth.max(1));
         let bytes = row_bytes.checked_mul(rows).and_then(|b| b.checked_mul(slices)).ok_or(Status::INVALID_VALUE)?;
+        // Arrays take device memory, as in CUDA (and here host memory: counting them bounds it).
+        let rounded = align_up(bytes, ALLOC_ALIGN).ok_or(Status::OUT_OF_MEMORY)?;
         let (free, _) = self.mem_get_info(dev)?;
-        if bytes > free {
+        if rounded > free {
             return Err(Status::OUT_OF_MEMORY);
         }
         let data = vec![0u8; usize::try_from(bytes).map_err(|_| Status::OUT_OF_MEMORY)?];
         let h = self.handle();
         self.arrays.insert(h, ArrayRec { dev, row_bytes, rows, slices, data });
+        self.mem.used[dev as usize] += rounded;
         Ok(h)
     }
 
@@ -1000,7 +1056,9 @@ impl Backend for EmulatedBackend {
         self.enter(dev)?;
         match self.arrays.get(&array) {
             Some(a) if a.dev == dev => {
+                let bytes = align_up(a.data.len() as u64, ALLOC_ALIGN).unwrap_or(0);
                 self.arrays.remove(&array);
+                self.mem.used[dev as usize] -= bytes;
                 Ok(())
             }
             _ => Err(Status::INVALID_HANDLE),
@@ -1767,6 +1825,29 @@ mod tests {
         assert_eq!(b.launch(0, empty, &coop, None, &[]), Err(STATUS_COOPERATIVE_LAUNCH_TOO_LARGE));
         b.launch(0, empty, &LaunchConfig { cooperative: true, ..cfg1(8, 1024) }, None, &[]).unwrap();
         assert!(b.poisoned().is_none());
+    }
+
+    /// Arrays take device memory, as in CUDA: `mem_get_info` shows it, creating past the
+    /// device's memory fails with `OUT_OF_MEMORY`, destroying gives it back. Before, arrays were
+    /// checked against free memory but not counted, so a client could create array after array
+    /// (65536 by default) of the device's whole memory, each one zeroed host memory, until the
+    /// worker's address space ran out and it aborted.
+    #[test]
+    fn arrays_count_against_device_memory() {
+        let mut b = EmulatedBackend::with_memory(1, 1 << 20);
+        let desc = |w: u64| ArrayDesc { width: w, height: 1024, depth: 0, format: 0x01, channels: 1, flags: 0 };
+        let (free0, total) = b.mem_get_info(0).unwrap();
+        assert_eq!(free0, total);
+        let a = b.array_create(0, &desc(512)).unwrap();
+        assert_eq!(b.mem_get_info(0).unwrap().0, free0 - (512 << 10));
+        assert_eq!(b.array_create(0, &desc(768)), Err(Status::OUT_OF_MEMORY), "only half the memory is left");
+        let c = b.array_create(0, &desc(512)).unwrap();
+        assert_eq!(b.mem_get_info(0).unwrap().0, 0);
+        assert_eq!(b.mem_alloc(0, 256), Err(Status::OUT_OF_MEMORY));
+        b.array_destroy(0, a).unwrap();
+        b.array_destroy(0, c).unwrap();
+        assert_eq!(b.mem_get_info(0).unwrap().0, free0);
+        assert!(b.held().is_empty(), "{:?}", b.held());
     }
 
     #[test]
