@@ -586,6 +586,21 @@ impl<'s> Session<'s> {
         r.map_err(End::from)
     }
 
+    /// Whether `size` more bytes fit the session's memory limit (`OUT_OF_MEMORY`, logged, if not).
+    fn memory_budget(&self, size: u64) -> Result<(), Status> {
+        let (_, held) = self.ranges.allocation_totals();
+        if held.saturating_add(size) > self.limits.max_memory {
+            tracing::warn!(
+                limit = self.limits.max_memory,
+                held,
+                size,
+                "session memory limit reached; refusing the allocation"
+            );
+            return Err(Status::OUT_OF_MEMORY);
+        }
+        Ok(())
+    }
+
     fn put<T: IntoBytes + Immutable>(&mut self, v: &T) {
         self.out.extend_from_slice(v.as_bytes());
     }
@@ -955,16 +970,7 @@ impl<'s> Session<'s> {
                 let o: ops::MemAlloc = op(p)?;
                 let dev = self.check_dev(o.device.get())?;
                 let size = o.size.get();
-                let (_, held) = self.ranges.allocation_totals();
-                if held.saturating_add(size) > self.limits.max_memory {
-                    tracing::warn!(
-                        limit = self.limits.max_memory,
-                        held,
-                        size,
-                        "session memory limit reached; refusing the allocation"
-                    );
-                    return Err(Status::OUT_OF_MEMORY);
-                }
+                self.memory_budget(size)?;
                 let ptr = self.backend.mem_alloc(dev, size)?;
                 self.ranges.insert(ptr, Range { dev, size, kind: RangeKind::Allocation });
                 self.publish_totals();
@@ -1050,16 +1056,7 @@ impl<'s> Session<'s> {
                 if addr != 0 && self.ranges.overlaps(addr, end) {
                     return Err(Status::ADDRESS_IN_USE);
                 }
-                let (_, held) = self.ranges.allocation_totals();
-                if held.saturating_add(size) > self.limits.max_memory {
-                    tracing::warn!(
-                        limit = self.limits.max_memory,
-                        held,
-                        size,
-                        "session memory limit reached; refusing the allocation"
-                    );
-                    return Err(Status::OUT_OF_MEMORY);
-                }
+                self.memory_budget(size)?;
                 let at = self.backend.mem_alloc_at(dev, addr, size)?;
                 self.ranges.insert(at, Range { dev, size, kind: RangeKind::Allocation });
                 self.publish_totals();

@@ -67,37 +67,52 @@ fn exports_carry_nvidia_versions_and_soname() {
     }
 }
 
+/// Run a test program through the library against `url`; it must succeed. (stdout, stderr).
+fn run_ok(exe: &std::path::Path, dir: &TestDir, url: &str, env: &[(&str, &str)]) -> (String, String) {
+    let out = Command::new(exe)
+        .env("LD_LIBRARY_PATH", &dir.0)
+        .env("REMORA_SERVER", url)
+        .envs(env.iter().copied())
+        .output()
+        .expect("program runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{url}: program failed\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Every line of `want` appears, whole, in `stdout`.
+fn expect_lines(url: &str, stdout: &str, want: &[&str]) {
+    for line in want {
+        assert!(stdout.lines().any(|l| l == *line), "{url}: missing line {line:?} in\n{stdout}");
+    }
+}
+
 #[test]
 fn c_program_runs_through_the_library() {
     let (dir, exe) = build_program("runtime_basics", "through-library");
     let sup = start_server(&helper(), "cdylib", |_| {});
     for url in urls(&sup) {
-        let out = Command::new(&exe)
-            .env("LD_LIBRARY_PATH", &dir.0)
-            .env("REMORA_SERVER", &url)
-            .env("REMORA_LOG", "cudart=debug")
-            .output()
-            .expect("program runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{url}: program failed\n{stdout}\n{stderr}");
-        for line in [
-            "devices>0: yes",
-            "runtime 13000",
-            "round trip equal: yes",
-            "default-kind copy equal: yes",
-            "memset: ab bc",
-            "async equal: yes, elapsed>=0: yes",
-            "cudaSetDevice(99) -> cudaErrorInvalidDevice",
-            "cudaGetLastError() -> cudaSuccess",
-            "cudaMemcpy(back, d, N, 7) -> cudaErrorInvalidMemcpyDirection",
-            "cudaMalloc(&huge, (size_t)1 << 50) -> cudaErrorMemoryAllocation",
-            "cudaGraphDebugDotPrint(g, \"/dev/null\", 0) -> cudaErrorNotSupported",
-            "error string: out of memory",
-            "OK",
-        ] {
-            assert!(stdout.lines().any(|l| l == line), "{url}: missing line {line:?} in\n{stdout}");
-        }
+        let (stdout, stderr) = run_ok(&exe, &dir, &url, &[("REMORA_LOG", "cudart=debug")]);
+        expect_lines(
+            &url,
+            &stdout,
+            &[
+                "devices>0: yes",
+                "runtime 13000",
+                "round trip equal: yes",
+                "default-kind copy equal: yes",
+                "memset: ab bc",
+                "async equal: yes, elapsed>=0: yes",
+                "cudaSetDevice(99) -> cudaErrorInvalidDevice",
+                "cudaGetLastError() -> cudaSuccess",
+                "cudaMemcpy(back, d, N, 7) -> cudaErrorInvalidMemcpyDirection",
+                "cudaMalloc(&huge, (size_t)1 << 50) -> cudaErrorMemoryAllocation",
+                "cudaGraphDebugDotPrint(g, \"/dev/null\", 0) -> cudaErrorNotSupported",
+                "error string: out of memory",
+                "OK",
+            ],
+        );
         // Over shm, cudaMallocHost memory is shared with the worker (DMA, no copy through the
         // transport); over tcp it cannot be.
         assert_eq!(
@@ -117,33 +132,28 @@ fn managed_and_mapped_memory_without_kernels() {
     let (dir, exe) = build_program("managed_memory", "managed");
     let sup = start_server(&helper(), "managed", |_| {});
     for url in urls(&sup) {
-        let out = Command::new(&exe)
-            .env("LD_LIBRARY_PATH", &dir.0)
-            .env("REMORA_SERVER", &url)
-            .output()
-            .expect("program runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{url}: program failed\n{stdout}\n{stderr}");
-        for line in [
-            "concurrentManagedAccess: 0",
-            "device sees host writes: yes",
-            "host sees device memset: yes",
-            "device read sees later host write: yes",
-            "copy into managed visible: yes",
-            "attributes: type 3, host==device: yes",
-            "cudaMemPrefetchAsync(d, N, dev0, 0, NULL) -> cudaErrorInvalidValue",
-            "cudaStreamAttachMemAsync(NULL, m + 8, 0, 1) -> cudaErrorInvalidValue",
-            "mapped device pointer is the host pointer: yes",
-            "copy from mapped memory: yes",
-            "registered memory's device side: yes",
-            "device side sees later host write: yes",
-            "host sees device write: yes",
-            "cudaFree(m) -> cudaErrorInvalidValue",
-            "OK",
-        ] {
-            assert!(stdout.lines().any(|l| l == line), "{url}: missing line {line:?} in\n{stdout}");
-        }
+        let (stdout, _) = run_ok(&exe, &dir, &url, &[]);
+        expect_lines(
+            &url,
+            &stdout,
+            &[
+                "concurrentManagedAccess: 0",
+                "device sees host writes: yes",
+                "host sees device memset: yes",
+                "device read sees later host write: yes",
+                "copy into managed visible: yes",
+                "attributes: type 3, host==device: yes",
+                "cudaMemPrefetchAsync(d, N, dev0, 0, NULL) -> cudaErrorInvalidValue",
+                "cudaStreamAttachMemAsync(NULL, m + 8, 0, 1) -> cudaErrorInvalidValue",
+                "mapped device pointer is the host pointer: yes",
+                "copy from mapped memory: yes",
+                "registered memory's device side: yes",
+                "device side sees later host write: yes",
+                "host sees device write: yes",
+                "cudaFree(m) -> cudaErrorInvalidValue",
+                "OK",
+            ],
+        );
     }
 }
 

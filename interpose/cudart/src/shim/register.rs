@@ -92,6 +92,17 @@ pub unsafe extern "C" fn __cudaRegisterFunction(
     });
 }
 
+/// A variable registration: the fatbinary's index and the variable's (mangled) name, to `add`;
+/// a bad handle or name registers nothing, and nothing unwinds into the program.
+fn register_var(handle: *mut *mut c_void, device_address: *mut c_char, add: impl FnOnce(usize, String)) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let Some(index) = handle_index(handle) else { return };
+        // SAFETY: nvcc passes the variable's (mangled) name as a NUL-terminated string.
+        let Some(name) = (unsafe { ffi::string(device_address) }) else { return };
+        add(index, name);
+    }));
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn __cudaRegisterVar(
     handle: *mut *mut c_void,
@@ -103,12 +114,7 @@ pub unsafe extern "C" fn __cudaRegisterVar(
     _constant: c_int,
     _global: c_int,
 ) {
-    let _ = std::panic::catch_unwind(|| {
-        let Some(index) = handle_index(handle) else { return };
-        // SAFETY: nvcc passes the variable's (mangled) name as a NUL-terminated string.
-        let Some(name) = (unsafe { ffi::string(device_address) }) else { return };
-        registry::add_var(index, host_var as usize, name);
-    });
+    register_var(handle, device_address, |index, name| registry::add_var(index, host_var as usize, name));
 }
 
 #[no_mangle]
@@ -122,10 +128,7 @@ pub unsafe extern "C" fn __cudaRegisterManagedVar(
     _constant: c_int,
     _global: c_int,
 ) {
-    let _ = std::panic::catch_unwind(|| {
-        let Some(index) = handle_index(handle) else { return };
-        // SAFETY: nvcc passes the variable's (mangled) name as a NUL-terminated string.
-        let Some(name) = (unsafe { ffi::string(device_address) }) else { return };
+    register_var(handle, device_address, |index, name| {
         registry::add_managed_var(index, host_var_ptr_address as usize, name);
     });
 }
