@@ -21,6 +21,8 @@ extern cudaError_t cudaPointerGetAttributes(struct cudaPointerAttributes *, cons
 extern cudaError_t cudaMemPrefetchAsync(const void *, size_t, struct cudaMemLocation, unsigned int, void *);
 extern cudaError_t cudaMemAdvise(const void *, size_t, int, struct cudaMemLocation);
 extern cudaError_t cudaStreamAttachMemAsync(void *, void *, size_t, unsigned int);
+extern cudaError_t cudaMemRangeGetAttribute(void *, size_t, int, const void *, size_t);
+extern cudaError_t cudaMemRangeGetAttributes(void **, size_t *, int *, size_t, const void *, size_t);
 extern cudaError_t cudaHostAlloc(void **, size_t, unsigned int);
 extern cudaError_t cudaHostGetDevicePointer(void **, void *, unsigned int);
 extern cudaError_t cudaFreeHost(void *);
@@ -64,6 +66,18 @@ int main(void) {
     CHECK(cudaMemPrefetchAsync(m, N, dev0, 0, NULL));
     CHECK(cudaMemPrefetchAsync(m, N, host, 0, NULL));
     CHECK(cudaMemAdvise(m, N, 1, dev0));
+    CHECK(cudaMemAdvise(m, N, 3, dev0));
+    CHECK(cudaMemAdvise(m, N, 5, dev0));
+    int mostly = -9, preferred = -9, accessed[2] = {-9, -9}, last = -9;
+    CHECK(cudaMemRangeGetAttribute(&mostly, 4, 1, m, N));
+    CHECK(cudaMemRangeGetAttribute(accessed, sizeof accessed, 3, m + 64, 100));
+    void *outs[2] = {&preferred, &last};
+    size_t sizes[2] = {4, 4};
+    int attrs[2] = {2, 4};
+    CHECK(cudaMemRangeGetAttributes(outs, sizes, attrs, 2, m, N));
+    printf("range attributes: read-mostly %d, preferred %d, accessed by %d %d, last prefetch %d\n", mostly, preferred,
+           accessed[0], accessed[1], last);
+    EXPECT(cudaMemRangeGetAttribute(&mostly, 4, 1, d, 16), 1);
     CHECK(cudaStreamAttachMemAsync(NULL, m, 0, 1));
     EXPECT(cudaMemPrefetchAsync(d, N, dev0, 0, NULL), 1);
     EXPECT(cudaMemPrefetchAsync(m, N + 1, dev0, 0, NULL), 1);

@@ -143,6 +143,8 @@ fn managed_and_mapped_memory_without_kernels() {
                 "device read sees later host write: yes",
                 "copy into managed visible: yes",
                 "attributes: type 3, host==device: yes",
+                "range attributes: read-mostly 1, preferred 0, accessed by 0 -2, last prefetch -1",
+                "cudaMemRangeGetAttribute(&mostly, 4, 1, d, 16) -> cudaErrorInvalidValue",
                 "cudaMemPrefetchAsync(d, N, dev0, 0, NULL) -> cudaErrorInvalidValue",
                 "cudaStreamAttachMemAsync(NULL, m + 8, 0, 1) -> cudaErrorInvalidValue",
                 "mapped device pointer is the host pointer: yes",

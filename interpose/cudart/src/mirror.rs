@@ -59,6 +59,28 @@ struct Mirror {
     hashes: Vec<u64>,
     host_turn: bool,
     device_dirty: bool,
+    /// What `cudaMemAdvise` and `cudaMemPrefetchAsync` said of it (reported back by
+    /// `cudaMemRangeGetAttribute`; coherence does not depend on them).
+    advice: Advice,
+}
+
+/// Location ids as CUDA reports them: a device ordinal, `cudaCpuDeviceId` (-1) or
+/// `cudaInvalidDeviceId` (-2, none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Advice {
+    pub(crate) read_mostly: bool,
+    pub(crate) preferred: i32,
+    pub(crate) accessed_by: Vec<i32>,
+    pub(crate) last_prefetch: i32,
+}
+
+/// `cudaInvalidDeviceId`.
+pub(crate) const NO_LOCATION: i32 = -2;
+
+impl Default for Advice {
+    fn default() -> Advice {
+        Advice { read_mostly: false, preferred: NO_LOCATION, accessed_by: Vec::new(), last_prefetch: NO_LOCATION }
+    }
 }
 
 #[derive(Default)]
@@ -79,7 +101,11 @@ static MIRRORS: Mutex<Mirrors> =
 fn insert(device: u64, host: usize, size: usize, dev: u32, kind: Kind) {
     let mut m = MIRRORS.lock();
     m.by_host.insert(host, device);
-    m.by_dev.insert(device, Mirror { host, size, dev, kind, hashes: Vec::new(), host_turn: true, device_dirty: false });
+    let advice = Advice::default();
+    m.by_dev.insert(
+        device,
+        Mirror { host, size, dev, kind, hashes: Vec::new(), host_turn: true, device_dirty: false, advice },
+    );
     ANY.store(true, Ordering::Release);
 }
 
@@ -102,6 +128,29 @@ pub(crate) fn find(ptr: usize) -> Option<Found> {
     let (&host, &device) = m.by_host.range(..=ptr).next_back()?;
     let r = m.by_dev.get(&device)?;
     (ptr < host + r.size.max(1)).then_some(Found { host, device, size: r.size, kind: r.kind, dev: r.dev })
+}
+
+/// Update the advice of the mirror whose host range holds `[ptr, ptr + len)` (`INVALID_VALUE`
+/// if none does).
+pub(crate) fn advise(ptr: usize, len: usize, f: impl FnOnce(&mut Advice)) -> Result<(), CudaError> {
+    let mut m = MIRRORS.lock();
+    let device = {
+        let (&host, &device) = m.by_host.range(..=ptr).next_back().ok_or(INVALID_VALUE)?;
+        let r = m.by_dev.get(&device).ok_or(INVALID_VALUE)?;
+        if ptr.checked_add(len).is_none_or(|end| end > host + r.size) {
+            return Err(INVALID_VALUE);
+        }
+        device
+    };
+    f(&mut m.by_dev.get_mut(&device).ok_or(INVALID_VALUE)?.advice);
+    Ok(())
+}
+
+/// The advice recorded for the mirror holding `[ptr, ptr + len)`.
+pub(crate) fn advice(ptr: usize, len: usize) -> Result<Advice, CudaError> {
+    let mut out = None;
+    advise(ptr, len, |a| out = Some(a.clone()))?;
+    out.ok_or(INVALID_VALUE)
 }
 
 /// Map anonymous memory at exactly `[addr, addr + len)`; false if anything is there.

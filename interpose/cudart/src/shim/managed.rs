@@ -97,17 +97,14 @@ pub unsafe extern "C" fn cudaMemPrefetchAsync(
             return Err(INVALID_VALUE);
         }
         managed_range(dev_ptr as usize, count)?;
-        match location.kind {
-            LOCATION_DEVICE => {
-                if location.id < 0 || location.id as u32 >= rt.device_count {
-                    return Err(INVALID_DEVICE);
-                }
-                // The device gets the host's changes now rather than at the next launch.
-                mirror::touch(rt, &[(dev_ptr as u64, count)], &[])
-            }
-            LOCATION_HOST | LOCATION_HOST_NUMA | LOCATION_HOST_NUMA_CURRENT => mirror::synced(rt),
-            _ => Err(INVALID_VALUE),
+        let to = location_id(rt, location)?;
+        if to >= 0 {
+            // The device gets the host's changes now rather than at the next launch.
+            mirror::touch(rt, &[(dev_ptr as u64, count)], &[])?;
+        } else {
+            mirror::synced(rt)?;
         }
+        mirror::advise(dev_ptr as usize, count, |a| a.last_prefetch = to)
     })
 }
 
@@ -116,15 +113,121 @@ pub unsafe extern "C" fn cudaMemAdvise(
     dev_ptr: *const c_void,
     count: usize,
     advice: i32,
-    _location: CudaMemLocation,
+    location: CudaMemLocation,
 ) -> CudaError {
     guard("cudaMemAdvise", || {
+        let rt = rt()?;
+        managed_range(dev_ptr as usize, count)?;
+        // Hints: recorded (cudaMemRangeGetAttribute reports them); coherence needs none.
+        let at = || location_id(rt, location);
+        match advice {
+            1 => mirror::advise(dev_ptr as usize, count, |a| a.read_mostly = true),
+            2 => mirror::advise(dev_ptr as usize, count, |a| a.read_mostly = false),
+            3 => {
+                let id = at()?;
+                mirror::advise(dev_ptr as usize, count, |a| a.preferred = id)
+            }
+            4 => mirror::advise(dev_ptr as usize, count, |a| a.preferred = mirror::NO_LOCATION),
+            5 => {
+                let id = at()?;
+                mirror::advise(dev_ptr as usize, count, |a| {
+                    if !a.accessed_by.contains(&id) {
+                        a.accessed_by.push(id);
+                    }
+                })
+            }
+            6 => {
+                let id = at()?;
+                mirror::advise(dev_ptr as usize, count, |a| a.accessed_by.retain(|&d| d != id))
+            }
+            _ => Err(INVALID_VALUE),
+        }
+    })
+}
+
+/// A location as CUDA's location ids: a device ordinal, or `cudaCpuDeviceId` (-1) for the host.
+fn location_id(rt: &crate::state::Runtime, l: CudaMemLocation) -> Result<i32, CudaError> {
+    match l.kind {
+        LOCATION_DEVICE if l.id >= 0 && (l.id as u32) < rt.device_count => Ok(l.id),
+        LOCATION_DEVICE => Err(INVALID_DEVICE),
+        LOCATION_HOST | LOCATION_HOST_NUMA | LOCATION_HOST_NUMA_CURRENT => Ok(-1),
+        _ => Err(INVALID_VALUE),
+    }
+}
+
+/// One `cudaMemRangeAttribute` of a managed range into `data` (`size` bytes of ints).
+fn range_attribute(data: *mut c_void, size: usize, attribute: i32, ptr: usize, count: usize) -> Result<(), CudaError> {
+    managed_range(ptr, count)?;
+    let a = mirror::advice(ptr, count)?;
+    let kind = |id: i32| match id {
+        mirror::NO_LOCATION => 0, // cudaMemLocationTypeInvalid
+        -1 => LOCATION_HOST,
+        _ => LOCATION_DEVICE,
+    };
+    let values: Vec<i32> = match attribute {
+        1 => vec![i32::from(a.read_mostly)],
+        2 => vec![a.preferred],
+        3 => {
+            let n = size / 4;
+            (0..n).map(|i| a.accessed_by.get(i).copied().unwrap_or(mirror::NO_LOCATION)).collect()
+        }
+        4 => vec![a.last_prefetch],
+        5 => vec![kind(a.preferred)],
+        6 => vec![a.preferred.max(0)],
+        7 => vec![kind(a.last_prefetch)],
+        8 => vec![a.last_prefetch.max(0)],
+        _ => return Err(INVALID_VALUE),
+    };
+    if data.is_null() || size == 0 || !size.is_multiple_of(4) || (attribute != 3 && size != 4) {
+        return Err(INVALID_VALUE);
+    }
+    for (i, v) in values.into_iter().enumerate() {
+        // SAFETY: the caller's buffer of `size` bytes holds `size / 4` ints (checked above).
+        unsafe { ffi::put((data as *mut i32).wrapping_add(i), v) }?;
+    }
+    Ok(())
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemRangeGetAttribute(
+    data: *mut c_void,
+    data_size: usize,
+    attribute: i32,
+    dev_ptr: *const c_void,
+    count: usize,
+) -> CudaError {
+    guard("cudaMemRangeGetAttribute", || {
         rt()?;
-        // cudaMemAdviseSetReadMostly (1) … cudaMemAdviseUnsetAccessedBy (6): hints, accepted.
-        if !(1..=6).contains(&advice) {
+        range_attribute(data, data_size, attribute, dev_ptr as usize, count)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn cudaMemRangeGetAttributes(
+    data: *mut *mut c_void,
+    data_sizes: *mut usize,
+    attributes: *mut i32,
+    num_attributes: usize,
+    dev_ptr: *const c_void,
+    count: usize,
+) -> CudaError {
+    guard("cudaMemRangeGetAttributes", || {
+        rt()?;
+        if num_attributes == 0 || data.is_null() || data_sizes.is_null() || attributes.is_null() {
             return Err(INVALID_VALUE);
         }
-        managed_range(dev_ptr as usize, count)
+        for i in 0..num_attributes {
+            // SAFETY: the caller's three arrays of `num_attributes` entries (checked non-null).
+            let (d, s, a) = unsafe {
+                (
+                    ffi::get(data.wrapping_add(i))?,
+                    ffi::get(data_sizes.wrapping_add(i))?,
+                    ffi::get(attributes.wrapping_add(i))?,
+                )
+            };
+            range_attribute(d, s, a, dev_ptr as usize, count)?;
+        }
+        Ok(())
     })
 }
 
