@@ -123,8 +123,9 @@ pub struct Session<'s> {
     reservations: std::collections::BTreeMap<u64, (u64, u32)>,
     /// The client's shared pinned memory mapped here (same host only).
     arenas: crate::arena::Arenas,
-    /// Pinned staging for large copies of pageable data (made at the first one).
-    staging: Option<crate::staging::Staging>,
+    /// Pinned staging for copies of pageable data: made at the first one; `Some(None)` once the
+    /// driver refused it (not asked again).
+    staging: Option<Option<crate::staging::Staging>>,
     streams: Slab<Owned>,
     events: Slab<Owned>,
     modules: Slab<Owned>,
@@ -418,10 +419,8 @@ impl<'s> Session<'s> {
                 r
             }
             Work::HtoDStream { dev, dst, stream, len } => {
-                if self.staging.is_none() {
-                    self.staging = crate::staging::Staging::new(&mut *self.backend);
-                }
-                let r = match &mut self.staging {
+                self.ensure_staging();
+                let r = match self.staging.as_mut().and_then(Option::as_mut) {
                     Some(st) => {
                         let to = crate::staging::Target { dev, addr: dst, len, stream };
                         match st.htod(&mut *self.backend, &mut *self.link, to, f.wants_reply) {
@@ -440,65 +439,44 @@ impl<'s> Session<'s> {
                 }
                 r
             }
-            Work::DtoH { dev, src, len, stream } if len >= crate::staging::THRESHOLD && f.wants_reply => {
-                if self.staging.is_none() {
-                    self.staging = crate::staging::Staging::new(&mut *self.backend);
-                }
-                if let Some(st) = &mut self.staging {
-                    let mut output = Vec::new();
-                    if let Some(capture) = &mut self.output {
-                        capture.drain(&mut output);
-                    }
-                    let proto = &mut self.proto;
-                    let hdr = f.hdr;
-                    let first = |link: &mut dyn Link, body: &[u8]| {
-                        let reply = proto.reply(&hdr, Status::SUCCESS, len as u64);
-                        send_reply(link, reply, &output, body)
-                    };
-                    let from = crate::staging::Target { dev, addr: src, len, stream };
-                    let outcome = st.dtoh(&mut *self.backend, &mut *self.link, from, first);
-                    match outcome {
-                        crate::staging::Outcome::Link(e) => return Err(End::from(e)),
-                        crate::staging::Outcome::Done(Ok(())) => {
-                            self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
-                        }
-                        crate::staging::Outcome::Done(Err(e)) => {
-                            // Nothing was sent: an ordinary error reply, with the device output.
-                            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                            let reply = self.proto.reply(&f.hdr, e, 0);
-                            send_reply(&mut *self.link, reply, &output, &[]).map_err(End::from)?;
-                        }
-                    }
-                    self.stats.record_latency(Opcode::MemcpyDtoH, f.read_at.elapsed());
-                    return Ok(None);
-                } else {
-                    self.out.clear();
-                    self.out.resize(len, 0);
-                    self.backend.memcpy_dtoh(dev, &mut self.out, src, stream)
-                }
-            }
-            Work::DtoH { dev, src, len, stream } if f.wants_reply => {
-                if self.staging.is_none() {
-                    self.staging = crate::staging::Staging::new(&mut *self.backend);
-                }
+            Work::DtoH { dev, src, len, stream } => {
+                self.ensure_staging();
                 self.out.clear();
                 let from = crate::staging::Target { dev, addr: src, len, stream };
-                let r = match &mut self.staging {
-                    Some(st) => st.dtoh_small(&mut *self.backend, from, &mut self.out),
-                    None => {
+                let r = match self.staging.as_mut().and_then(Option::as_mut) {
+                    // Large: DMA into one half while the other is sent; this replies itself.
+                    Some(st) if len >= crate::staging::THRESHOLD && f.wants_reply => {
+                        let mut output = Vec::new();
+                        if let Some(capture) = &mut self.output {
+                            capture.drain(&mut output);
+                        }
+                        let proto = &mut self.proto;
+                        let hdr = f.hdr;
+                        let first = |link: &mut dyn Link, body: &[u8]| {
+                            let reply = proto.reply(&hdr, Status::SUCCESS, len as u64);
+                            send_reply(link, reply, &output, body)
+                        };
+                        match st.dtoh(&mut *self.backend, &mut *self.link, from, first) {
+                            crate::staging::Outcome::Link(e) => return Err(End::from(e)),
+                            crate::staging::Outcome::Done(Ok(())) => {
+                                self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+                            }
+                            crate::staging::Outcome::Done(Err(e)) => {
+                                // Nothing was sent: an ordinary error reply, with the device output.
+                                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                                let reply = self.proto.reply(&f.hdr, e, 0);
+                                send_reply(&mut *self.link, reply, &output, &[]).map_err(End::from)?;
+                            }
+                        }
+                        self.stats.record_latency(Opcode::MemcpyDtoH, f.read_at.elapsed());
+                        return Ok(None);
+                    }
+                    Some(st) if f.wants_reply => st.dtoh_small(&mut *self.backend, from, &mut self.out),
+                    _ => {
                         self.out.resize(len, 0);
                         self.backend.memcpy_dtoh(dev, &mut self.out, src, stream)
                     }
                 };
-                if r.is_ok() {
-                    self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
-                }
-                r
-            }
-            Work::DtoH { dev, src, len, stream } => {
-                self.out.clear();
-                self.out.resize(len, 0);
-                let r = self.backend.memcpy_dtoh(dev, &mut self.out, src, stream);
                 if r.is_ok() {
                     self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
                 }
@@ -599,6 +577,13 @@ impl<'s> Session<'s> {
             return Err(Status::OUT_OF_MEMORY);
         }
         Ok(())
+    }
+
+    /// Make the pinned staging at the first copy that wants it (one attempt per session).
+    fn ensure_staging(&mut self) {
+        if self.staging.is_none() {
+            self.staging = Some(crate::staging::Staging::new(&mut *self.backend));
+        }
     }
 
     fn put<T: IntoBytes + Immutable>(&mut self, v: &T) {
@@ -1379,7 +1364,7 @@ impl<'s> Session<'s> {
             let _ = self.backend.host_unregister(addr);
             let _ = self.arenas.unmap(addr);
         }
-        if let Some(st) = self.staging.take() {
+        if let Some(st) = self.staging.take().flatten() {
             st.release(&mut *self.backend);
         }
         if failed > 0 {
