@@ -323,9 +323,22 @@ pub(crate) fn map_host(rt: &Runtime, dev: u32, base: usize, size: usize) -> Resu
     }
 }
 
-/// Whether `base` was placed by [`reserve_host`] (a kernel may be given its host pointer).
-pub(crate) fn is_reserved_host(base: usize) -> bool {
-    MIRRORS.lock().reserved.contains_key(&base)
+/// Those of `words` (a kernel's argument words: it may be given host pointers) that point into
+/// an allocation placed by [`reserve_host`] with no device side yet. One lock; nothing to do,
+/// and no lookup per word, while no such allocation exists.
+pub(crate) fn reserved_hosts_without_device_side(words: impl Iterator<Item = usize>) -> Vec<usize> {
+    let m = MIRRORS.lock();
+    if m.reserved.is_empty() {
+        return Vec::new();
+    }
+    words
+        .filter(|&w| {
+            m.reserved
+                .range(..=w)
+                .next_back()
+                .is_some_and(|(&base, &len)| w < base + len && !m.by_host.contains_key(&base))
+        })
+        .collect()
 }
 
 /// The mirror whose host range starts at `host` is going away (the application freed it):

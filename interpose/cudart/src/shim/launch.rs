@@ -172,21 +172,10 @@ pub(crate) fn send(p: &Packed, stream: u64, cooperative: bool) -> Result<(), Cud
 /// pointer-sized word of the parameters that points into pinned memory remora allocated gives
 /// that allocation a device side at the same address (once), so the kernel finds the data there.
 fn map_pinned_arguments(rt: &crate::state::Runtime, params: &[u8]) -> Result<(), CudaError> {
-    if rt.pinned.lock().is_empty() {
-        return Ok(());
-    }
-    for word in params.chunks_exact(8) {
-        let Ok(v) = usize::try_from(u64::from_le_bytes(word.try_into().map_err(|_| INVALID_VALUE)?)) else {
-            continue;
-        };
-        if v == 0 || crate::mirror::find(v).is_some() {
-            continue;
-        }
-        match rt.pinned_range(v) {
-            Some((base, size, _)) if crate::mirror::is_reserved_host(base) => {
-                crate::mirror::map_host(rt, current_device(), base, size)?;
-            }
-            _ => {}
+    let words = params.chunks_exact(8).filter_map(|w| usize::try_from(u64::from_le_bytes(w.try_into().ok()?)).ok());
+    for word in crate::mirror::reserved_hosts_without_device_side(words) {
+        if let Some((base, size, _)) = rt.pinned_range(word) {
+            crate::mirror::map_host(rt, current_device(), base, size)?;
         }
     }
     Ok(())
