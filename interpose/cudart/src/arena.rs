@@ -49,7 +49,9 @@ pub(crate) fn alloc(rt: &Runtime, size: usize) -> Result<Option<usize>, CudaErro
     }
     let len = size.max(1).checked_next_multiple_of(PAGE).ok_or(crate::state::MEMORY_ALLOCATION)?;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("remora-arena-{}-{n}-{:x}", std::process::id(), fastrand_u32());
+    let tag = remora_transport::auth::nonce();
+    let name =
+        format!("remora-arena-{}-{n}-{:02x}{:02x}{:02x}{:02x}", std::process::id(), tag[0], tag[1], tag[2], tag[3]);
     let Ok(path) = CString::new(format!("/dev/shm/{name}")) else { return Ok(None) };
     // SAFETY: `path` is NUL-terminated; O_EXCL makes a fresh file only this process created.
     let fd = unsafe {
@@ -115,10 +117,4 @@ pub(crate) fn free(rt: &Runtime, base: usize) -> Result<bool, CudaError> {
     let r = rt.client.arena_unmap(base as u64).map_err(cuda);
     unmap(base, len);
     r.map(|()| true)
-}
-
-/// A cheap non-cryptographic tag for file names (uniqueness comes from the pid and counter).
-fn fastrand_u32() -> u32 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    t ^ std::process::id().rotate_left(16)
 }
