@@ -96,8 +96,8 @@ opcodes! {
     /// [`crate::ops::PtrRef`] → [`crate::ops::MemRangeReply`]: the allocation containing a pointer.
     MemGetAddressRange = 0x0026,
     /// [`crate::ops::MemAllocAt`] → [`crate::ops::PtrReply`]: device memory at the given address
-    /// (inside a `MemReserve` range; elsewhere if the driver grants it, else `ADDRESS_IN_USE`)
-    /// or, for address 0, anywhere. Freed with `MemFree`.
+    /// inside a `MemReserve` range (elsewhere: `ADDRESS_IN_USE`) or, for address 0, anywhere.
+    /// Freed with `MemFree`.
     MemAllocAt = 0x0027,
     /// [`crate::ops::MemAlloc`] → [`crate::ops::PtrReply`]: device address space only
     /// (`cuMemAddressReserve`), for a client host range to take the same address; `MemAllocAt`

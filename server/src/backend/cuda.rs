@@ -855,22 +855,16 @@ impl Backend for CudaBackend {
                 return Err(Status::ADDRESS_IN_USE);
             }
             (start, len_usize(end - start)?, false)
-        } else {
-            let len = len_usize(if addr == 0 { end } else { end - start })?;
+        } else if addr == 0 {
+            let len = len_usize(end)?;
             let mut got: sys::CUdeviceptr = 0;
-            // SAFETY: `got` is writable; reserving address space has no other effect. A non-zero
-            // address is a hint to the driver: anything but exactly it (or a refusal) means taken.
-            let reserved = check(unsafe { (self.api.mem_address_reserve)(&mut got, len, 0, start, 0) });
-            if let Err(e) = reserved {
-                tracing::debug!(addr, size, ?e, "cuMemAddressReserve refused");
-                return Err(if addr == 0 { e } else { Status::ADDRESS_IN_USE });
-            }
-            if addr != 0 && got != start {
-                // SAFETY: `got` was just reserved with exactly `len` bytes.
-                let _ = check(unsafe { (self.api.mem_address_free)(got, len) });
-                return Err(Status::ADDRESS_IN_USE);
-            }
+            // SAFETY: `got` is writable; reserving address space has no other effect.
+            check(unsafe { (self.api.mem_address_reserve)(&mut got, len, 0, 0, 0) })?;
             (got, len, true)
+        } else {
+            // Only inside a reservation: the driver honours an address hint only above its own
+            // mappings (measured), so no other address can be promised.
+            return Err(Status::ADDRESS_IN_USE);
         };
         let prop = allocation_prop(d);
         let mut handle: u64 = 0;

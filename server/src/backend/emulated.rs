@@ -313,9 +313,8 @@ impl Memory {
         Ok(base)
     }
 
-    /// `size` bytes at `addr`: inside a reservation it is mapped there (counted as used);
-    /// elsewhere placed at exactly `addr` (inside a device window or not: the bump allocator
-    /// skips it like any allocation), `ADDRESS_IN_USE` if any of it overlaps an allocation.
+    /// `size` bytes at `addr` inside one of `dev`'s reservations, mapped there (counted as
+    /// used); `ADDRESS_IN_USE` anywhere else or over memory already mapped there.
     fn alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<()> {
         let d = dev as usize;
         let end = addr.checked_add(size).ok_or(Status::INVALID_VALUE)?;
@@ -333,14 +332,9 @@ impl Memory {
                 self.used[d] += rounded;
                 return Ok(());
             }
-            if a_end > addr {
-                return Err(Status::ADDRESS_IN_USE);
-            }
         }
-        let len = usize::try_from(size).map_err(|_| Status::OUT_OF_MEMORY)?;
-        self.allocs.insert(addr, Allocation { bytes: vec![0; len], owner: Owner::User, dev });
-        self.used[d] += rounded;
-        Ok(())
+        // Only inside a reservation: an address elsewhere is not one this device can promise.
+        Err(Status::ADDRESS_IN_USE)
     }
 
     /// Release a reservation and whatever is still mapped in it.

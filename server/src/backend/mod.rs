@@ -155,9 +155,8 @@ pub trait Backend: Send {
     /// Release a [`Backend::mem_reserve`] range and whatever is still mapped in it.
     fn mem_unreserve(&mut self, dev: u32, base: u64) -> Res<()>;
     /// Device memory at `[addr, addr + size)` (the device side of a client's host range):
-    /// mapped there when the range lies in one of our reservations; `addr` 0: anywhere; any
-    /// other address is asked of the driver, `ADDRESS_IN_USE` if not given. Returns the address;
-    /// freed by `mem_free(dev, addr)`.
+    /// mapped there when the range lies in one of our reservations, `addr` 0: anywhere, any
+    /// other address: `ADDRESS_IN_USE`. Returns the address; freed by `mem_free(dev, addr)`.
     fn mem_alloc_at(&mut self, dev: u32, addr: u64, size: u64) -> Res<u64>;
     /// `cuMemFree` (also of a [`Backend::mem_alloc_at`] range).
     fn mem_free(&mut self, dev: u32, ptr: u64) -> Res<()>;

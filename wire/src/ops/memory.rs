@@ -13,8 +13,8 @@ wire_structs! {
         pub size: U64,
     }
 
-    /// Device memory at a fixed virtual address (`cuMemAddressReserve` with the address +
-    /// `cuMemCreate` + `cuMemMap`): the device side of a client's managed or mapped host range.
+    /// Device memory mapped at an address inside a `MemReserve` range, or anywhere for address 0
+    /// (`cuMemCreate` + `cuMemMap`): the device side of a client's mapped host range.
     pub struct MemAllocAt {
         /// Device ordinal.
         pub device: U32,
