@@ -88,6 +88,9 @@ fn stats_cli_counts_sessions_allocations_and_operations() {
     let (pa, pb) = (a.welcome().worker_pid.get(), b.welcome().worker_pid.get());
     let (ida, idb) = (a.welcome().session_id.get(), b.welcome().session_id.get());
 
+    // The supervisor learns of a session from its worker a moment after the client does.
+    let (st, ok) = wait_stats(&sup, Duration::from_secs(5), |s| s.live_sessions == 2);
+    assert!(ok, "{st:?}");
     let doc = stats_json(tcp);
     assert_eq!(doc["format"], report::FORMAT);
     assert_eq!(doc["live_sessions"], 2, "{doc:#}");
@@ -166,7 +169,15 @@ fn stats_need_the_token() {
         let e = report::fetch(&url, Some("wrong")).unwrap_err();
         assert!(e.to_string().contains("AUTH_FAILED"), "{e}");
         let c = Client::connect(&url, Some("s3cret")).unwrap();
-        let r = report::fetch(&url, Some("s3cret")).unwrap();
+        // The supervisor learns of the session from its worker a moment after the client does.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let r = loop {
+            let r = report::fetch(&url, Some("s3cret")).unwrap();
+            if r.live_sessions == 1 || std::time::Instant::now() > deadline {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert_eq!(r.live_sessions, 1, "{r:?}");
         assert_eq!(r.sessions[0].worker_pid, c.welcome().worker_pid.get());
         c.close().unwrap();
