@@ -1271,9 +1271,12 @@ impl<'s> Session<'s> {
                 self.backend.launch(dev, f.raw, &cfg, stream, params)
             }
             // Handshake frames after the handshake, and frames handled in serve_one.
-            Opcode::Hello | Opcode::Challenge | Opcode::Auth | Opcode::Welcome | Opcode::ServerStats => {
-                Err(Status::PROTOCOL)
-            }
+            Opcode::Hello
+            | Opcode::Challenge
+            | Opcode::Auth
+            | Opcode::Welcome
+            | Opcode::ServerStats
+            | Opcode::RdmaOffer => Err(Status::PROTOCOL),
             Opcode::MemcpyHtoD | Opcode::MemcpyDtoH | Opcode::ModuleLoad | Opcode::Goodbye => Err(Status::PROTOCOL),
             _ => Err(Status::UNSUPPORTED_OPCODE),
         }

@@ -11,6 +11,10 @@
 //! - [`shm`]: `shm://name`: same-host shared memory. Two single-producer/single-consumer byte rings
 //!   in a memory region both processes map, polled with atomics; a Unix socket beside it carries
 //!   only the region's file descriptor at setup, wake-ups for a parked peer, and peer death (EOF).
+//! - [`verbs`]: `rdma://host:port`: an RC queue pair set up with rdma_cm after the handshake
+//!   (which runs over TCP on the same address); inline SENDs into pre-posted receive slots with
+//!   credits, busy-polled completion queues, and one-sided RDMA READ/WRITE of memory the peer
+//!   registered ([`RemoteMemory`]).
 //!
 //! # Quick start
 //! ```no_run
@@ -41,6 +45,7 @@ mod sys;
 pub mod tcp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod verbs;
 
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -108,6 +113,9 @@ pub enum Endpoint {
     Tcp(String),
     /// `shm://name`: a Unix socket named `name` in the abstract namespace sets up the region.
     Shm(String),
+    /// `rdma://host:port`: the handshake runs over TCP at `host:port`, then the session moves
+    /// to an RDMA queue pair the worker offers ([`verbs`]).
+    Rdma(String),
 }
 
 impl FromStr for Endpoint {
@@ -119,10 +127,10 @@ impl FromStr for Endpoint {
             return Err(bad("empty address"));
         }
         match scheme {
-            "tcp" => {
+            "tcp" | "rdma" => {
                 let (_, port) = rest.rsplit_once(':').ok_or_else(|| bad("expected host:port"))?;
                 port.parse::<u16>().map_err(|_| bad("port is not a number 0-65535"))?;
-                Ok(Endpoint::Tcp(rest.to_string()))
+                Ok(if scheme == "tcp" { Endpoint::Tcp(rest.to_string()) } else { Endpoint::Rdma(rest.to_string()) })
             }
             "shm" => {
                 if rest.len() > 100 || !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
@@ -130,8 +138,7 @@ impl FromStr for Endpoint {
                 }
                 Ok(Endpoint::Shm(rest.to_string()))
             }
-            "rdma" => Err(bad("rdma:// is not built yet (verbs transport)")),
-            _ => Err(bad("unknown scheme (expected tcp:// or shm://)")),
+            _ => Err(bad("unknown scheme (expected tcp://, shm:// or rdma://)")),
         }
     }
 }
@@ -141,6 +148,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Tcp(a) => write!(f, "tcp://{a}"),
             Endpoint::Shm(n) => write!(f, "shm://{n}"),
+            Endpoint::Rdma(a) => write!(f, "rdma://{a}"),
         }
     }
 }
@@ -150,7 +158,7 @@ impl Endpoint {
     pub fn is_local_only(&self) -> bool {
         match self {
             Endpoint::Shm(_) => true,
-            Endpoint::Tcp(a) => {
+            Endpoint::Tcp(a) | Endpoint::Rdma(a) => {
                 let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -226,6 +234,49 @@ pub trait Link: Send + fmt::Debug {
     fn peer(&self) -> String;
     /// Take the link apart into descriptors for another process.
     fn into_handoff(self: Box<Self>) -> Result<Handoff>;
+    /// One-sided access to the peer's registered memory, where the backend has it (verbs).
+    fn remote_memory(&mut self) -> Option<&mut dyn RemoteMemory> {
+        None
+    }
+}
+
+/// What a link with [`RemoteMemory`] has moved, for tests and statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoteCounters {
+    /// Bytes sent through the message path (frames).
+    pub sent_bytes: u64,
+    /// Bytes received through the message path.
+    pub received_bytes: u64,
+    /// Bytes this side pulled from the peer with RDMA READ.
+    pub rdma_read_bytes: u64,
+    /// Bytes this side pushed into the peer with RDMA WRITE.
+    pub rdma_write_bytes: u64,
+    /// Regions registered now.
+    pub registered: u64,
+    /// Regions registered since the link was made.
+    pub registrations: u64,
+}
+
+/// Memory registered with the network adapter: the peer reads and writes it without this
+/// side's CPU, and this side moves bytes between its own registered memory and the peer's.
+pub trait RemoteMemory {
+    /// Register `len` bytes at `addr` of this process; returns the key the peer names it with.
+    ///
+    /// # Safety
+    /// The memory must stay mapped until [`RemoteMemory::deregister`] (or the link's end).
+    unsafe fn register(&mut self, addr: usize, len: usize) -> Result<u32>;
+    /// Forget the region registered at `addr`; false if there is none.
+    fn deregister(&mut self, addr: usize) -> bool;
+    /// The key of the registered region holding `[addr, addr + len)`, if one does.
+    fn registered(&self, addr: usize, len: usize) -> Option<u32>;
+    /// Pull `dst.len()` bytes of the peer's memory at `remote` (key `rkey`) into `dst`, which
+    /// must lie inside a region registered here. Returns when the bytes are in.
+    fn read(&mut self, dst: &mut [u8], remote: u64, rkey: u32) -> Result<()>;
+    /// Push `src` (inside a region registered here) to the peer's memory at `remote`. Returns
+    /// when the write has completed; a message sent afterwards arrives after the bytes.
+    fn write(&mut self, src: &[u8], remote: u64, rkey: u32) -> Result<()>;
+    /// What has moved so far.
+    fn counters(&self) -> RemoteCounters;
 }
 
 /// Accepts connections on one endpoint.
@@ -239,7 +290,8 @@ pub trait Listener: Send + fmt::Debug {
 /// Connect to `ep`.
 pub fn connect(ep: &Endpoint) -> Result<Box<dyn Link>> {
     match ep {
-        Endpoint::Tcp(addr) => Ok(Box::new(tcp::TcpLink::connect(addr)?)),
+        // rdma: the handshake runs over TCP; [`verbs::client_upgrade`] moves the session after it.
+        Endpoint::Tcp(addr) | Endpoint::Rdma(addr) => Ok(Box::new(tcp::TcpLink::connect(addr)?)),
         Endpoint::Shm(name) => Ok(Box::new(shm::ShmLink::connect(name)?)),
     }
 }
@@ -248,6 +300,7 @@ pub fn connect(ep: &Endpoint) -> Result<Box<dyn Link>> {
 pub fn listen(ep: &Endpoint) -> Result<Box<dyn Listener>> {
     match ep {
         Endpoint::Tcp(addr) => Ok(Box::new(tcp::TcpListener::bind(addr)?)),
+        Endpoint::Rdma(addr) => Ok(Box::new(tcp::TcpListener::bind(addr)?.into_rdma())),
         Endpoint::Shm(name) => Ok(Box::new(shm::ShmListener::bind(name)?)),
     }
 }
@@ -303,5 +356,8 @@ mod tests {
         assert!("tcp://[::1]:7070".parse::<Endpoint>().unwrap().is_local_only());
         assert!(!"tcp://0.0.0.0:7070".parse::<Endpoint>().unwrap().is_local_only());
         assert!(!"tcp://10.1.2.3:7070".parse::<Endpoint>().unwrap().is_local_only());
+        assert_eq!("rdma://10.0.0.1:7070".parse::<Endpoint>().unwrap(), Endpoint::Rdma("10.0.0.1:7070".into()));
+        assert_eq!("rdma://10.0.0.1:7070".parse::<Endpoint>().unwrap().to_string(), "rdma://10.0.0.1:7070");
+        assert!("rdma://nope".parse::<Endpoint>().is_err());
     }
 }

@@ -45,7 +45,7 @@ pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// `TCP_USER_TIMEOUT` = `timeout` for data (or probes) left unacknowledged: the kernel then ends
 /// the connection and a blocked `recv` returns an error. A busy but live peer's kernel answers
 /// the probes, so long operations are not cut short.
-fn set_dead_peer_timeout(sock: &TcpStream, timeout: Duration) -> Result<()> {
+pub(crate) fn set_dead_peer_timeout(sock: &TcpStream, timeout: Duration) -> Result<()> {
     let fd = sock.as_raw_fd();
     let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX).max(2);
     let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(2000);
@@ -216,6 +216,14 @@ impl TcpListener {
             .map_err(|e| Error::Io { op: "tcp bind", source: with_context(e, addr) })?;
         let local = sock.local_addr().map_err(|e| Error::io("tcp local address", e))?;
         Ok(TcpListener { sock, endpoint: Endpoint::Tcp(local.to_string()) })
+    }
+
+    /// The same listener, reported as `rdma://` (whose sessions start over TCP).
+    pub fn into_rdma(mut self) -> TcpListener {
+        if let Endpoint::Tcp(a) = &self.endpoint {
+            self.endpoint = Endpoint::Rdma(a.clone());
+        }
+        self
     }
 
     /// The listening socket (e.g. to poll it beside other descriptors).

@@ -53,6 +53,11 @@ opcodes! {
     /// [`crate::handshake::Capabilities::STATS`]: a UTF-8 JSON document (its `format` field
     /// versions it), then the server closes. Never valid inside a session.
     ServerStats = 0x0007,
+    /// Session start over `rdma://`, worker → client, right after the Welcome when both sides
+    /// have [`crate::handshake::Capabilities::RDMA`]: [`crate::ops::RdmaOffer`] (the worker's
+    /// rdma_cm port and the secret the client's connect request must carry), or an error status
+    /// with a reason. Never valid inside a session.
+    RdmaOffer = 0x0008,
     // --- device (0x001x) ---
     /// [`crate::ops::Empty`] → [`crate::ops::DeviceCountReply`].
     DeviceGetCount = 0x0010,
@@ -111,6 +116,10 @@ opcodes! {
     /// [`crate::ops::MemcpyHost`] → empty: a copy between device memory and an arena, ordered
     /// on a stream; asynchronous when flagged `NO_REPLY`, else finished before the reply.
     MemcpyHost = 0x002B,
+    /// [`crate::ops::MemcpyRemote`] → empty: a copy between device memory and client memory
+    /// registered with the NIC (`rdma://` only), moved by the worker with RDMA READ (host →
+    /// device) or RDMA WRITE (device → host); asynchronous when flagged `NO_REPLY`.
+    MemcpyRemote = 0x002C,
     // --- streams (0x003x) ---
     /// [`crate::ops::StreamCreate`] → [`crate::ops::HandleReply`].
     StreamCreate = 0x0030,

@@ -1,6 +1,6 @@
 //! Device memory: allocation, copies, memset.
 
-use zerocopy::little_endian::{U32, U64};
+use zerocopy::little_endian::{U16, U32, U64};
 
 wire_structs! {
     /// `cuMemAlloc` on a device.
@@ -50,6 +50,32 @@ wire_structs! {
         pub to_device: U32,
         /// Zero.
         pub reserved: U32,
+    }
+
+    /// A copy between device memory and registered client memory (`MemcpyRemote`).
+    pub struct MemcpyRemote {
+        /// Device address.
+        pub device: U64,
+        /// Client address (inside a region registered with the NIC).
+        pub host: U64,
+        /// Bytes.
+        pub len: U64,
+        /// Stream handle.
+        pub stream: U64,
+        /// 1: host → device; 0: device → host.
+        pub to_device: U32,
+        /// The region's remote key.
+        pub rkey: U32,
+    }
+
+    /// The worker's offer of an RDMA connection (`RdmaOffer`).
+    pub struct RdmaOffer {
+        /// rdma_cm port the worker listens on (same IP address the client reached).
+        pub port: U16,
+        /// Zero.
+        pub reserved: [u8; 6],
+        /// What the client's connect request must carry as private data.
+        pub secret: [u8; 32],
     }
 
     /// `cuMemFree`.
