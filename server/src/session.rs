@@ -174,6 +174,9 @@ enum Work {
     HtoDStream { dev: u32, dst: u64, stream: RawStream, len: usize },
     /// Device → host into `out`.
     DtoH { dev: u32, src: u64, len: usize, stream: RawStream },
+    /// A copy between device memory and client memory registered with the NIC (rdma://),
+    /// moved with RDMA READ/WRITE through the pinned staging halves ([`crate::staging`]).
+    Remote { to: crate::staging::Target, host: u64, rkey: u32, to_device: bool },
     /// A 2D copy; host source data is in `buf`, host destination data (`out_len` bytes) goes
     /// to `out`.
     Copy2D { dev: u32, copy: Copy2D, stream: RawStream, out_len: usize },
@@ -334,6 +337,26 @@ impl<'s> Session<'s> {
                 discard(&mut *self.link, len)?;
                 Work::Goodbye
             }
+            Opcode::MemcpyRemote => {
+                self.read_small(len, 64)?;
+                let o: ops::MemcpyRemote =
+                    op(&self.buf).map_err(|_| End::Protocol("malformed MemcpyRemote payload".into()))?;
+                let checked = self
+                    .ranges
+                    .check(o.device.get(), o.len.get())
+                    .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
+                    .and_then(|(dev, stream)| {
+                        let len = usize::try_from(o.len.get()).map_err(|_| Status::INVALID_VALUE)?;
+                        let to = crate::staging::Target { dev, addr: o.device.get(), len, stream };
+                        Ok(Work::Remote {
+                            to,
+                            host: o.host.get(),
+                            rkey: o.rkey.get(),
+                            to_device: o.to_device.get() == 1,
+                        })
+                    });
+                checked.unwrap_or_else(Work::Failed)
+            }
             _ => {
                 self.read_small(len, 64 * 1024)?;
                 Work::Small(opcode)
@@ -352,6 +375,7 @@ impl<'s> Session<'s> {
             Work::HtoD { dev, .. }
             | Work::HtoDStream { dev, .. }
             | Work::DtoH { dev, .. }
+            | Work::Remote { to: crate::staging::Target { dev, .. }, .. }
             | Work::ModuleLoad { dev }
             | Work::Copy2D { dev, .. } => Some(dev),
             Work::Failed(_) | Work::Goodbye => None,
@@ -481,6 +505,32 @@ impl<'s> Session<'s> {
                     self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
                 }
                 r
+            }
+            Work::Remote { to, host, rkey, to_device } => {
+                self.ensure_staging();
+                let staging = self.staging.as_mut().and_then(Option::as_mut);
+                match (staging, self.link.remote_memory()) {
+                    (Some(st), Some(remote)) => {
+                        let outcome = if to_device {
+                            st.htod_remote(&mut *self.backend, remote, to, host, rkey, f.wants_reply)
+                        } else {
+                            st.dtoh_remote(&mut *self.backend, remote, to, host, rkey)
+                        };
+                        match outcome {
+                            crate::staging::Outcome::Link(e) => return Err(End::from(e)),
+                            crate::staging::Outcome::Done(r) => {
+                                if r.is_ok() {
+                                    let counter = if to_device { &self.stats.bytes_in } else { &self.stats.bytes_out };
+                                    counter.fetch_add(to.len as u64, Ordering::Relaxed);
+                                }
+                                r
+                            }
+                        }
+                    }
+                    // Not an rdma session, or no pinned staging: the client copies through
+                    // the message path instead.
+                    _ => Err(Status::NOT_SUPPORTED),
+                }
             }
             Work::Copy2D { dev, copy, stream, out_len } => {
                 self.out.clear();

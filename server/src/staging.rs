@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use remora_transport::Link;
+use remora_transport::{Link, RemoteMemory};
 use remora_wire::Status;
 
 use crate::backend::{Backend, RawStream};
@@ -193,6 +193,97 @@ impl Staging {
             }
             let n = CHUNK.min(len - i * CHUNK);
             if let Err(e) = link.send(&[&self.half(k)[..n]]) {
+                return Outcome::Link(e);
+            }
+        }
+        Outcome::Done(Ok(()))
+    }
+
+    /// Register both halves with the link's network adapter (once per link).
+    fn registered_with(&mut self, remote: &mut dyn RemoteMemory) -> Result<(), remora_transport::Error> {
+        let base = self.base as usize;
+        if remote.registered(base, 2 * CHUNK).is_none() {
+            // SAFETY: the halves stay mapped while this staging lives. Should it be unmapped
+            // first, the registration only keeps its pages pinned until the link ends: its key
+            // is never sent to the peer, and this side uses it only through this staging.
+            unsafe { remote.register(base, 2 * CHUNK) }?;
+        }
+        Ok(())
+    }
+
+    /// Host → device from client memory registered with the NIC: each half is filled with RDMA
+    /// READ while the previous half's DMA runs. With `wait`, returns once the data is on the
+    /// device. A device error stops the copy (nothing is left on the link to drain).
+    pub fn htod_remote(
+        &mut self,
+        backend: &mut dyn Backend,
+        remote: &mut dyn RemoteMemory,
+        to: Target,
+        host: u64,
+        rkey: u32,
+        wait: bool,
+    ) -> Outcome {
+        if let Err(e) = self.registered_with(remote) {
+            return Outcome::Link(e);
+        }
+        let Target { dev, addr: dst, len, stream } = to;
+        let (mut off, mut k) = (0usize, 0usize);
+        while off < len {
+            let n = CHUNK.min(len - off);
+            if let Err(e) = self.settle(backend, k) {
+                return Outcome::Done(Err(e));
+            }
+            if let Err(e) = remote.read(&mut self.half(k)[..n], host + off as u64, rkey) {
+                return Outcome::Link(e);
+            }
+            let src = self.half(k).as_ptr();
+            // SAFETY: half `k` is registered host memory of this process and stays mapped and
+            // untouched until its event (recorded below) has been waited for.
+            let r = unsafe { backend.memcpy_htod_host(dev, dst + off as u64, src, n, stream) }
+                .and_then(|()| self.event(backend, dev, k))
+                .and_then(|e| backend.event_record(dev, e, stream))
+                .map(|()| self.pending[k] = Some(dev));
+            if let Err(e) = r {
+                return Outcome::Done(Err(e));
+            }
+            off += n;
+            k ^= 1;
+        }
+        if wait {
+            return Outcome::Done(self.settle(backend, 0).and_then(|()| self.settle(backend, 1)));
+        }
+        Outcome::Done(Ok(()))
+    }
+
+    /// Device → host into client memory registered with the NIC: each half's DMA overlaps the
+    /// RDMA WRITE of the previous one. Returns when every byte is written (so a reply sent
+    /// afterwards arrives after them).
+    pub fn dtoh_remote(
+        &mut self,
+        backend: &mut dyn Backend,
+        remote: &mut dyn RemoteMemory,
+        from: Target,
+        host: u64,
+        rkey: u32,
+    ) -> Outcome {
+        if let Err(e) = self.registered_with(remote) {
+            return Outcome::Link(e);
+        }
+        let len = from.len;
+        let chunks = len.div_ceil(CHUNK);
+        for i in 0..chunks {
+            let k = i % 2;
+            let step = if i == 0 { self.dtoh_chunk(backend, from, 0) } else { Ok(()) }
+                .and_then(|()| if i + 1 < chunks { self.dtoh_chunk(backend, from, i + 1) } else { Ok(()) })
+                .and_then(|()| self.settle(backend, k));
+            if let Err(e) = step {
+                let _ = self.settle(backend, 0);
+                let _ = self.settle(backend, 1);
+                return Outcome::Done(Err(e));
+            }
+            let n = CHUNK.min(len - i * CHUNK);
+            if let Err(e) = remote.write(&self.half(k)[..n], host + (i * CHUNK) as u64, rkey) {
+                let _ = self.settle(backend, (i + 1) % 2);
                 return Outcome::Link(e);
             }
         }

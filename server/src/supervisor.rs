@@ -256,7 +256,9 @@ impl Supervisor {
             let s = Arc::clone(&shared);
             let ep = ep.clone();
             tracing::info!("listening on {ep}");
-            spawn_named("remora-accept", move || acceptor(&s, listener));
+            // Sessions that start on an rdma:// listener move to a queue pair after the Welcome.
+            let extra = if matches!(ep, Endpoint::Rdma(_)) { Capabilities::RDMA } else { Capabilities(0) };
+            spawn_named("remora-accept", move || acceptor(&s, listener, extra));
         }
         shared.ensure_pool();
         Ok(Supervisor { shared, endpoints })
@@ -682,7 +684,7 @@ fn reaper(shared: &Arc<Shared>) {
 }
 
 /// Accepts connections on one listener; each is authenticated on its own thread.
-fn acceptor(shared: &Arc<Shared>, mut listener: Box<dyn Listener>) {
+fn acceptor(shared: &Arc<Shared>, mut listener: Box<dyn Listener>, extra: Capabilities) {
     loop {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return;
@@ -701,7 +703,7 @@ fn acceptor(shared: &Arc<Shared>, mut listener: Box<dyn Listener>) {
             let peer = link.peer();
             link.set_recv_timeout(Some(s.cfg.handshake_timeout));
             let token = s.cfg.token.clone();
-            let caps = *s.capabilities.lock();
+            let caps = *s.capabilities.lock() | extra;
             match handshake::server_authenticate(&mut *link, token.as_deref().map(str::as_bytes), caps) {
                 Ok(neg) if neg.capabilities.contains(Capabilities::STATS) => s.answer_stats(&mut *link, &peer),
                 Ok(neg) => s.assign(link, neg),

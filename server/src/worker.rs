@@ -23,7 +23,7 @@ use std::os::unix::net::{SocketAddr, UnixStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use remora_transport::{fdpass, from_handoff, handshake, PollPolicy};
+use remora_transport::{fdpass, from_handoff, handshake, verbs, PollPolicy};
 use remora_wire::handshake::Capabilities;
 use remora_wire::{Welcome, U32, U64};
 
@@ -132,6 +132,12 @@ fn run() -> Result<(), String> {
         backend: name,
     };
     handshake::send_welcome(&mut *link, &welcome).map_err(|e| format!("send welcome: {e}"))?;
+    if caps.contains(Capabilities::RDMA) {
+        // rdma://: the session continues on a queue pair of this process.
+        link =
+            verbs::serve_upgrade(link, verbs::SETUP_TIMEOUT).map_err(|e| format!("move the session to rdma: {e}"))?;
+        link.set_poll_policy(PollPolicy { spin: Duration::from_micros(50) });
+    }
 
     spawn_control_thread(ctl, Arc::clone(&stats));
 

@@ -7,6 +7,7 @@ mod bench;
 mod cudart;
 mod faults;
 mod lifecycle;
+mod rdma;
 mod robustness;
 mod security;
 mod stats;

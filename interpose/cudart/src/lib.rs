@@ -18,6 +18,7 @@ mod arena;
 mod ffi;
 mod graph;
 mod mirror;
+mod nic;
 mod registry;
 mod shim;
 mod state;

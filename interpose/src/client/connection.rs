@@ -142,13 +142,37 @@ impl Client {
     /// Connect to `url` (`tcp://host:port`, `shm://name`) and run the handshake.
     pub fn connect(url: &str, token: Option<&str>) -> Result<Client, ConnectError> {
         let endpoint: Endpoint = url.parse().map_err(ConnectError::Url)?;
+        let rdma = matches!(endpoint, Endpoint::Rdma(_));
+        if rdma {
+            // Say what is missing here before bothering the server.
+            remora_transport::verbs::available().map_err(|why| ConnectError::Connect {
+                url: url.into(),
+                source: remora_transport::Error::Io { op: "rdma", source: std::io::Error::other(why) },
+            })?;
+        }
         let mut link = connect(&endpoint).map_err(|source| ConnectError::Connect { url: url.into(), source })?;
-        let caps = Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::DEVICE_OUTPUT;
+        let mut caps = Capabilities::ASYNC_OPS | Capabilities::SHM | Capabilities::DEVICE_OUTPUT;
+        if rdma {
+            caps = caps | Capabilities::RDMA;
+        }
         // The server may need to start a worker first; after the handshake, calls may wait on
         // the GPU for as long as the work takes.
         link.set_recv_timeout(Some(HANDSHAKE_TIMEOUT));
         let (welcome, capabilities) = handshake::client_handshake(&mut *link, token.map(str::as_bytes), caps)
             .map_err(|source| ConnectError::Handshake { url: url.into(), source })?;
+        if rdma {
+            if !capabilities.contains(Capabilities::RDMA) {
+                return Err(ConnectError::Handshake {
+                    url: url.into(),
+                    source: remora_transport::Error::Handshake(
+                        "the server does not offer RDMA at this address (is it listening on rdma://, not tcp://?)"
+                            .into(),
+                    ),
+                });
+            }
+            link = remora_transport::verbs::client_upgrade(link, remora_transport::verbs::SETUP_TIMEOUT)
+                .map_err(|source| ConnectError::Handshake { url: url.into(), source })?;
+        }
         link.set_recv_timeout(None);
         link.set_dead_peer_timeout(dead_peer_timeout())
             .map_err(|source| ConnectError::Connect { url: url.into(), source })?;
@@ -563,6 +587,59 @@ impl Client {
             self.call_unit(Opcode::MemcpyHost, o.as_bytes())
         } else {
             self.post(Opcode::MemcpyHost, o.as_bytes(), &[])
+        }
+    }
+
+    /// Register `len` bytes at `addr` with the network adapter so the worker can read and
+    /// write them directly (rdma:// only; `None` on other links). Returns the remote key.
+    ///
+    /// # Safety
+    /// The memory must stay mapped until [`Client::deregister_remote`] or the session's end.
+    pub unsafe fn register_remote(&self, addr: usize, len: usize) -> Option<Result<u32, String>> {
+        let mut c = self.conn.lock();
+        let remote = c.link.remote_memory()?;
+        // SAFETY: per this function's contract.
+        Some(unsafe { remote.register(addr, len) }.map_err(|e| e.to_string()))
+    }
+
+    /// Undo [`Client::register_remote`]; false if `addr` was not registered.
+    pub fn deregister_remote(&self, addr: usize) -> bool {
+        let mut c = self.conn.lock();
+        c.link.remote_memory().is_some_and(|r| r.deregister(addr))
+    }
+
+    /// What the link's one-sided path has moved (rdma:// only).
+    pub fn remote_counters(&self) -> Option<remora_transport::RemoteCounters> {
+        let mut c = self.conn.lock();
+        c.link.remote_memory().map(|r| r.counters())
+    }
+
+    /// A copy between device memory and registered client memory (see
+    /// [`Client::register_remote`]), moved by the worker with RDMA; finished when this returns
+    /// if `wait`, else fire-and-forget (ordered on `stream`, done by the next synchronisation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn memcpy_remote(
+        &self,
+        device: u64,
+        host: u64,
+        len: u64,
+        stream: u64,
+        rkey: u32,
+        to_device: bool,
+        wait: bool,
+    ) -> Result<(), Status> {
+        let o = ops::MemcpyRemote {
+            device: U64::new(device),
+            host: U64::new(host),
+            len: U64::new(len),
+            stream: U64::new(stream),
+            to_device: U32::new(u32::from(to_device)),
+            rkey: U32::new(rkey),
+        };
+        if wait {
+            self.call_unit(Opcode::MemcpyRemote, o.as_bytes())
+        } else {
+            self.post(Opcode::MemcpyRemote, o.as_bytes(), &[])
         }
     }
 

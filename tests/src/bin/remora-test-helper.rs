@@ -32,6 +32,25 @@ fn main() {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
             }
         }
+        Some("client-rdma-stream") => {
+            // Pinned copies through RDMA READ/WRITE for ever (the test kills this process).
+            let url = args.get(2).expect("URL");
+            let token = std::env::var("REMORA_TOKEN").ok();
+            let c = remora_interpose::client::Client::connect(url, token.as_deref()).expect("connect");
+            const LEN: usize = 16 << 20;
+            let dev = c.mem_alloc(0, LEN as u64).expect("alloc");
+            let mut host = vec![7u8; LEN];
+            // SAFETY: `host` lives until the process is killed.
+            let rkey =
+                unsafe { c.register_remote(host.as_mut_ptr() as usize, LEN) }.expect("rdma link").expect("register");
+            println!("READY {}", c.welcome().worker_pid.get());
+            std::io::stdout().flush().expect("flush");
+            loop {
+                let addr = host.as_ptr() as u64;
+                c.memcpy_remote(dev, addr, LEN as u64, 0, rkey, true, true).expect("host to device");
+                c.memcpy_remote(dev, addr, LEN as u64, 0, rkey, false, true).expect("device to host");
+            }
+        }
         Some("client-churn") => {
             let url = args.get(2).expect("URL");
             let seed: u64 = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(1);

@@ -14,6 +14,7 @@ use crate::arena;
 use crate::ffi;
 use crate::graph::{self, Op};
 use crate::mirror;
+use crate::nic;
 use crate::registry;
 use crate::state::{
     cuda, current_device, guard, rt, CudaError, Runtime, INVALID_MEMCPY_DIRECTION, INVALID_VALUE, MEMORY_ALLOCATION,
@@ -125,6 +126,10 @@ fn copy_once(
                 // Shared pinned memory: the worker DMAs straight from it.
                 return rt.client.memcpy_host(d, src as u64, count as u64, stream, true, wait).map_err(cuda);
             }
+            if let Some(rkey) = nic::direct(src as usize, count) {
+                // Registered with the NIC: the worker pulls the bytes with RDMA READ.
+                return rt.client.memcpy_remote(d, src as u64, count as u64, stream, rkey, true, wait).map_err(cuda);
+            }
             // SAFETY: `src` is a host buffer of `count` bytes.
             let data = unsafe { ffi::bytes(src as *const u8, count) }?;
             if wait && stream == 0 {
@@ -141,6 +146,11 @@ fn copy_once(
                 // Into shared pinned memory: an asynchronous copy stays asynchronous, as on a
                 // local GPU (the bytes are there once the stream has passed it).
                 return rt.client.memcpy_host(s, dst as u64, count as u64, stream, false, wait).map_err(cuda);
+            }
+            if let Some(rkey) = nic::direct(dst as usize, count) {
+                // Registered with the NIC: the worker pushes the bytes with RDMA WRITE, before
+                // the reply of this copy (or of the next synchronisation) arrives.
+                return rt.client.memcpy_remote(s, dst as u64, count as u64, stream, rkey, false, wait).map_err(cuda);
             }
             // SAFETY: `dst` is a host buffer of `count` writable bytes.
             let out = unsafe { ffi::bytes_mut(dst as *mut u8, count) }?;
@@ -421,6 +431,8 @@ fn host_alloc(ptr: *mut *mut c_void, size: usize, flags: u32) -> Result<(), Cuda
     // With unified addressing every page-locked allocation is mapped (cudaHostAllocMapped), and
     // libcudart reports it so.
     rt.pinned.lock().insert(p as usize, (size.max(1), flags | 0x2, true));
+    // SAFETY: this memory stays mapped until cudaFreeHost, which unregisters it first.
+    unsafe { nic::register(rt, p as usize, size.max(1)) };
     // SAFETY: the caller's pointer slot (checked non-null).
     unsafe { ffi::put(ptr, p as *mut c_void) }
 }
@@ -452,6 +464,7 @@ pub unsafe extern "C" fn cudaFreeHost(ptr: *mut c_void) -> CudaError {
         if !ours {
             return Err(INVALID_VALUE);
         }
+        nic::unregister(rt, ptr as usize);
         if arena::free(rt, ptr as usize)? || mirror::free_reserved_host(rt, ptr as usize)? {
             rt.pinned.lock().remove(&(ptr as usize));
             return Ok(());
@@ -477,6 +490,8 @@ pub unsafe extern "C" fn cudaHostRegister(ptr: *mut c_void, size: usize, flags: 
             return Err(HOST_MEMORY_ALREADY_REGISTERED);
         }
         rt.pinned.lock().insert(base, (size, flags, false));
+        // SAFETY: the application keeps registered memory mapped until cudaHostUnregister.
+        unsafe { nic::register(rt, base, size) };
         Ok(())
     })
 }
@@ -488,6 +503,7 @@ pub unsafe extern "C" fn cudaHostUnregister(ptr: *mut c_void) -> CudaError {
         if !matches!(rt.pinned.lock().get(&(ptr as usize)), Some(&(_, _, false))) {
             return Err(HOST_MEMORY_NOT_REGISTERED);
         }
+        nic::unregister(rt, ptr as usize);
         mirror::release(rt, ptr as usize)?;
         rt.pinned.lock().remove(&(ptr as usize));
         Ok(())
