@@ -26,13 +26,25 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
         Ok(n) => line(true, "CUDA driver", &format!("{n} GPU(s); `remora serve` uses the cuda backend")),
         Err(why) => line(false, "CUDA driver", &format!("{why}; `remora serve` falls back to the EMULATED backend")),
     }
-    let ib = std::fs::read_dir("/sys/class/infiniband")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect::<Vec<_>>())
-        .unwrap_or_default();
-    if ib.is_empty() {
-        line(false, "RDMA devices", "none (/sys/class/infiniband empty or absent); rdma:// transport not built yet");
-    } else {
-        line(true, "RDMA devices", &format!("{} (rdma:// transport not built yet)", ib.join(", ")));
+    let rdma = remora_transport::verbs::available();
+    match &rdma {
+        Ok(devs) => {
+            let list: Vec<String> =
+                devs.iter().map(|d| format!("{} (port 1 {}, {})", d.name, d.port_state, d.link_layer)).collect();
+            line(true, "RDMA devices", &list.join(", "));
+            let addrs: Vec<String> =
+                remora_transport::verbs::ipv4_addresses().iter().map(|(d, a)| format!("{a} on {d}")).collect();
+            line(
+                !addrs.is_empty(),
+                "RDMA IPv4 addresses",
+                &if addrs.is_empty() {
+                    "none: rdma_cm needs an IP address on the device's netdev".into()
+                } else {
+                    addrs.join(", ")
+                },
+            );
+        }
+        Err(why) => line(false, "RDMA devices", why),
     }
     let memlock = std::fs::read_to_string("/proc/self/limits").ok().and_then(|s| {
         s.lines()
@@ -51,7 +63,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     line(true, "transport tcp://", "available");
     let shm_ok = std::fs::metadata("/dev/shm").map(|m| m.is_dir()).unwrap_or(false);
     line(shm_ok, "transport shm://", if shm_ok { "available (/dev/shm)" } else { "/dev/shm missing" });
-    line(false, "transport rdma://", "not built yet");
+    match &rdma {
+        Ok(_) => line(
+            true,
+            "transport rdma://",
+            "available: messages as SENDs, pinned memory by RDMA READ/WRITE through pinned staging in the \
+             worker (GPUDirect RDMA into device memory is not used)",
+        ),
+        Err(_) => line(false, "transport rdma://", "no usable RDMA device here (see above)"),
+    }
 
     let Some(url) = a.server else {
         println!("(pass --server URL to check a server)");

@@ -87,7 +87,11 @@ pub fn devices() -> std::result::Result<Vec<DeviceInfo>, String> {
     // SAFETY: `n` receives the count; the list is freed below.
     let list = unsafe { (v.ibv_get_device_list)(&mut n) };
     if list.is_null() {
-        return Err(format!("ibv_get_device_list: {}", std::io::Error::last_os_error()));
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            return Err("this kernel has no RDMA support (ibv_get_device_list: ENOSYS); see soft-roce-setup/".into());
+        }
+        return Err(format!("ibv_get_device_list: {e}"));
     }
     let mut out = Vec::new();
     for i in 0..usize::try_from(n).unwrap_or(0) {
