@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use remora_interpose::client::{pack_params, Client, LaunchDims};
+use remora_interpose::client::{pack_params, LaunchDims};
 use remora_server::backend::demo_kernels::DEMO_PTX;
 use remora_server::backend::BackendKind;
 use remora_server::supervisor::{Config, Supervisor};
@@ -66,7 +66,8 @@ fn p50(mut v: Vec<Duration>) -> Duration {
 fn workload(url: &str, token: Option<&str>, n: usize) -> anyhow::Result<()> {
     println!("\n== {url}");
     let t0 = Instant::now();
-    let c = Client::connect(url, token).with_context(|| format!("connecting to {url}"))?;
+    let c =
+        remora_interpose::client::connect_first(url, token).map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?;
     let connect = t0.elapsed();
     let w = c.welcome();
     let backend = w.backend_name().to_string();

@@ -2,8 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use remora_interpose::client::Client;
-
 /// Arguments of `remora doctor`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -79,13 +77,14 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     };
     println!("server {url}:");
     let t = Instant::now();
-    let c = match Client::connect(&url, a.token.as_deref()) {
+    let c = match remora_interpose::client::connect_first(&url, a.token.as_deref()) {
         Ok(c) => c,
         Err(e) => {
-            line(false, "handshake", &e.to_string());
+            line(false, "handshake", &e);
             anyhow::bail!("server {url} is not usable");
         }
     };
+    line(true, "transport", &c.endpoint().to_string());
     let w = c.welcome();
     line(
         true,

@@ -144,3 +144,24 @@ fn rdma_urls_without_a_device_fail_with_the_reason() {
     println!("{msg}");
     assert!(msg.contains("rdma"), "{msg}");
 }
+
+#[test]
+#[ignore = "needs an RDMA device: scripts/rdma-tests runs it on rxe0"]
+fn auto_prefers_rdma_and_falls_back_to_tcp() {
+    let ep = rdma_endpoint();
+    // A server offering RDMA: auto:// ends up on it.
+    let (_sup, url) = server(&ep);
+    let addr = url.trim_start_matches("rdma://").to_string();
+    let c = remora_interpose::client::connect_first(&format!("auto://{addr}"), Some(TOKEN)).unwrap();
+    assert_eq!(c.endpoint().to_string(), url);
+    c.close().unwrap();
+    // A plain tcp:// server at that address: the rdma attempt is refused, tcp is used.
+    let tcp_ep = ep.replace("rdma://", "tcp://");
+    let (_sup2, url2) = server(&tcp_ep);
+    let addr2 = url2.trim_start_matches("tcp://").to_string();
+    let c = remora_interpose::client::connect_first(&format!("auto://{addr2}"), Some(TOKEN)).unwrap();
+    assert_eq!(c.endpoint().to_string(), url2);
+    let p = c.mem_alloc(0, 4096).unwrap();
+    c.mem_free(p).unwrap();
+    c.close().unwrap();
+}

@@ -79,7 +79,7 @@ pub(crate) fn per_thread(f: impl FnOnce() -> CudaError) -> CudaError {
 /// `properties.json` named by `GVIRTUS_CONFIG`, else the local defaults.
 pub(crate) fn server_urls() -> Vec<String> {
     if let Ok(v) = std::env::var("REMORA_SERVER") {
-        let urls: Vec<String> = v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        let urls = remora_interpose::client::candidates(&v);
         if !urls.is_empty() {
             return urls;
         }
