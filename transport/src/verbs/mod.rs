@@ -185,7 +185,11 @@ pub fn serve_upgrade(link: Box<dyn Link>, timeout: Duration) -> Result<Box<dyn L
         bufs = Some(prepare(c)?);
         Ok(())
     })?;
-    tracing::info!(device = conn.device_name(), port = offer.port.get(), "session moved to rdma");
+    tracing::info!(
+        device = conn.device_name(),
+        port = offer.port.get(),
+        "session moved to rdma; bulk copies by RDMA READ/WRITE through pinned staging (GPUDirect RDMA not used)"
+    );
     build(conn, tcp, peer, bufs)
 }
 
