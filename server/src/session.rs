@@ -126,6 +126,10 @@ pub struct Session<'s> {
     /// Pinned staging for copies of pageable data: made at the first one; `Some(None)` once the
     /// driver refused it (not asked again).
     staging: Option<Option<crate::staging::Staging>>,
+    /// Extra TCP connections for large copies ([`remora_transport::stripes`]); none by default.
+    stripes: remora_transport::stripes::Stripes,
+    /// Pinned staging with halves of one stripe piece: made at the first striped copy.
+    striped_staging: Option<Option<crate::staging::Staging>>,
     streams: Slab<Owned>,
     events: Slab<Owned>,
     modules: Slab<Owned>,
@@ -177,6 +181,11 @@ enum Work {
     /// A copy between device memory and client memory registered with the NIC (rdma://),
     /// moved with RDMA READ/WRITE through the pinned staging halves ([`crate::staging`]).
     Remote { to: crate::staging::Target, host: u64, rkey: u32, to_device: bool },
+    /// A large copy whose bytes travel on the session's stripes (tcp://), through pinned
+    /// staging halves of one piece each ([`remora_transport::stripes`]).
+    Striped { to: crate::staging::Target, to_device: bool },
+    /// A striped host → device copy refused before its data: the pieces are read and dropped.
+    StripedRefused { len: usize, status: Status },
     /// A 2D copy; host source data is in `buf`, host destination data (`out_len` bytes) goes
     /// to `out`.
     Copy2D { dev: u32, copy: Copy2D, stream: RawStream, out_len: usize },
@@ -204,6 +213,8 @@ fn flushes_device_output(op: Opcode) -> bool {
             | Opcode::MemcpyHtoD
             | Opcode::MemcpyDtoD
             | Opcode::MemcpyHost
+            | Opcode::MemcpyRemote
+            | Opcode::MemcpyStriped
             | Opcode::Memcpy2D
             | Opcode::Memset
             | Opcode::MemFree
@@ -254,6 +265,8 @@ impl<'s> Session<'s> {
             reservations: std::collections::BTreeMap::new(),
             arenas: crate::arena::Arenas::default(),
             staging: None,
+            stripes: remora_transport::stripes::Stripes::default(),
+            striped_staging: None,
             streams: Slab::default(),
             events: Slab::default(),
             modules: Slab::default(),
@@ -272,6 +285,11 @@ impl<'s> Session<'s> {
     /// replies, for the client to print. See [`send_reply`].
     pub fn set_output_capture(&mut self, capture: OutputCapture) {
         self.output = Some(capture);
+    }
+
+    /// Use `stripes` for the session's large copies (tcp://, after the offer was taken).
+    pub fn set_stripes(&mut self, stripes: remora_transport::stripes::Stripes) {
+        self.stripes = stripes;
     }
 
     /// The link.
@@ -337,6 +355,26 @@ impl<'s> Session<'s> {
                 discard(&mut *self.link, len)?;
                 Work::Goodbye
             }
+            Opcode::MemcpyStriped => {
+                self.read_small(len, 64)?;
+                if self.stripes.is_empty() {
+                    return Err(End::Protocol("a striped copy on a session without stripes".into()));
+                }
+                let o: ops::MemcpyStriped =
+                    op(&self.buf).map_err(|_| End::Protocol("malformed MemcpyStriped payload".into()))?;
+                let to_device = o.to_device.get() == 1;
+                let n = usize::try_from(o.len.get()).map_err(|_| End::Protocol("striped copy too large".into()))?;
+                let checked = self
+                    .ranges
+                    .check(o.device.get(), o.len.get())
+                    .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
+                    .map(|(dev, stream)| crate::staging::Target { dev, addr: o.device.get(), len: n, stream });
+                match checked {
+                    Ok(to) => Work::Striped { to, to_device },
+                    Err(status) if to_device => Work::StripedRefused { len: n, status },
+                    Err(status) => Work::Failed(status),
+                }
+            }
             Opcode::MemcpyRemote => {
                 self.read_small(len, 64)?;
                 let o: ops::MemcpyRemote =
@@ -376,9 +414,10 @@ impl<'s> Session<'s> {
             | Work::HtoDStream { dev, .. }
             | Work::DtoH { dev, .. }
             | Work::Remote { to: crate::staging::Target { dev, .. }, .. }
+            | Work::Striped { to: crate::staging::Target { dev, .. }, .. }
             | Work::ModuleLoad { dev }
             | Work::Copy2D { dev, .. } => Some(dev),
-            Work::Failed(_) | Work::Goodbye => None,
+            Work::Failed(_) | Work::Goodbye | Work::StripedRefused { .. } => None,
             Work::Small(op) => match op {
                 Opcode::DeviceGetAttribute
                 | Opcode::DeviceGetInfo
@@ -530,6 +569,75 @@ impl<'s> Session<'s> {
                     // Not an rdma session, or no pinned staging: the client copies through
                     // the message path instead.
                     _ => Err(Status::NOT_SUPPORTED),
+                }
+            }
+            Work::StripedRefused { len, status } => {
+                let piece = self.stripes.piece();
+                let mut left = len;
+                while left > 0 {
+                    let n = piece.min(left);
+                    self.stripes.discard_piece(n).map_err(End::from)?;
+                    left -= n;
+                }
+                Err(status)
+            }
+            Work::Striped { to, to_device } => {
+                if self.striped_staging.is_none() {
+                    self.striped_staging =
+                        Some(crate::staging::Staging::with_chunk(&mut *self.backend, self.stripes.piece()));
+                }
+                let Some(Some(st)) = self.striped_staging.as_mut() else {
+                    // No pinned memory for the pieces: the client's bytes still arrive; drop them.
+                    tracing::warn!("no pinned staging for striped copies; refusing them");
+                    if to_device {
+                        let piece = self.stripes.piece();
+                        let mut left = to.len;
+                        while left > 0 {
+                            let n = piece.min(left);
+                            self.stripes.discard_piece(n).map_err(End::from)?;
+                            left -= n;
+                        }
+                    }
+                    return self.finish(&f.hdr, f.wants_reply, Err(Status::OUT_OF_MEMORY)).map(|()| None);
+                };
+                let stripes = &self.stripes;
+                if to_device {
+                    match st.htod_with(&mut *self.backend, to, f.wants_reply, |half, _| stripes.recv_piece(half)) {
+                        crate::staging::Outcome::Link(e) => return Err(End::from(e)),
+                        crate::staging::Outcome::Done(r) => {
+                            if r.is_ok() {
+                                self.stats.bytes_in.fetch_add(to.len as u64, Ordering::Relaxed);
+                            }
+                            r
+                        }
+                    }
+                } else {
+                    // The reply goes first (on the main link), then the pieces on the stripes.
+                    let mut output = Vec::new();
+                    if let Some(capture) = &mut self.output {
+                        capture.drain(&mut output);
+                    }
+                    let proto = &mut self.proto;
+                    let link = &mut self.link;
+                    let hdr = f.hdr;
+                    let first = |half: &[u8]| {
+                        let reply = proto.reply(&hdr, Status::SUCCESS, 0);
+                        send_reply(&mut **link, reply, &output, &[])?;
+                        stripes.send_piece(half)
+                    };
+                    match st.dtoh_with(&mut *self.backend, to, first, |half, _| stripes.send_piece(half)) {
+                        crate::staging::Outcome::Link(e) => return Err(End::from(e)),
+                        crate::staging::Outcome::Done(Ok(())) => {
+                            self.stats.bytes_out.fetch_add(to.len as u64, Ordering::Relaxed);
+                        }
+                        crate::staging::Outcome::Done(Err(e)) => {
+                            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                            let reply = self.proto.reply(&f.hdr, e, 0);
+                            send_reply(&mut *self.link, reply, &output, &[]).map_err(End::from)?;
+                        }
+                    }
+                    self.stats.record_latency(Opcode::MemcpyStriped, f.read_at.elapsed());
+                    return Ok(None);
                 }
             }
             Work::Copy2D { dev, copy, stream, out_len } => {
@@ -1418,6 +1526,9 @@ impl<'s> Session<'s> {
             let _ = self.arenas.unmap(addr);
         }
         if let Some(st) = self.staging.take().flatten() {
+            st.release(&mut *self.backend);
+        }
+        if let Some(st) = self.striped_staging.take().flatten() {
             st.release(&mut *self.backend);
         }
         if failed > 0 {

@@ -19,6 +19,8 @@ pub const THRESHOLD: usize = 1 << 20;
 /// Two pinned halves and, per device, an event per half marking when its DMA is done.
 pub struct Staging {
     base: *mut u8,
+    /// Bytes per half.
+    chunk: usize,
     registered: bool,
     /// Per device: the two halves' events (created on first use on that device).
     events: HashMap<u32, [u64; 2]>,
@@ -51,14 +53,22 @@ pub enum Outcome {
     Link(remora_transport::Error),
 }
 
+type LinkResult = Result<(), remora_transport::Error>;
+
 impl Staging {
-    /// Map and register the halves; `None` if the driver refuses (the caller copies plainly).
+    /// Map and register halves of [`CHUNK`] bytes; `None` if the driver refuses (the caller
+    /// copies plainly).
     pub fn new(backend: &mut dyn Backend) -> Option<Staging> {
+        Staging::with_chunk(backend, CHUNK)
+    }
+
+    /// The same with halves of `chunk` bytes.
+    pub fn with_chunk(backend: &mut dyn Backend, chunk: usize) -> Option<Staging> {
         // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                2 * CHUNK,
+                2 * chunk,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -68,18 +78,23 @@ impl Staging {
         if p == libc::MAP_FAILED {
             return None;
         }
-        let mut s = Staging { base: p.cast(), registered: false, events: HashMap::new(), pending: [None, None] };
-        if backend.host_register(p as u64, (2 * CHUNK) as u64).is_err() {
+        let mut s = Staging { base: p.cast(), chunk, registered: false, events: HashMap::new(), pending: [None, None] };
+        if backend.host_register(p as u64, (2 * chunk) as u64).is_err() {
             return None; // Drop unmaps
         }
         s.registered = true;
         Some(s)
     }
 
+    /// Bytes per half.
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
     fn half(&mut self, k: usize) -> &mut [u8] {
         // SAFETY: half `k` (0 or 1) of the mapping; no other reference to it exists while the
         // returned borrow of `self` lives, and its DMA was waited for by the caller.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(k * CHUNK), CHUNK) }
+        unsafe { std::slice::from_raw_parts_mut(self.base.add(k * self.chunk), self.chunk) }
     }
 
     fn event(&mut self, backend: &mut dyn Backend, dev: u32, k: usize) -> Result<u64, Status> {
@@ -101,21 +116,28 @@ impl Staging {
         Ok(())
     }
 
-    /// Receive `len` bytes from `link` and copy them to device address `dst` on `stream`, in
-    /// halves, overlapping each receive with the previous DMA. With `wait`, returns once the
-    /// data is on the device; otherwise the last DMAs may still run (the halves are waited for
-    /// before their next use). After a device error the rest of the bytes are still received
-    /// (and dropped), so the link stays in step.
-    pub fn htod(&mut self, backend: &mut dyn Backend, link: &mut dyn Link, to: Target, wait: bool) -> Outcome {
+    /// Host → device in halves: `fill(half, offset)` puts the bytes at `offset` of the copy
+    /// into a half (received from the link or the stripes, or read with RDMA) while the
+    /// previous half's DMA runs. With `wait`, returns once the data is on the device; otherwise
+    /// the last DMAs may still run (the halves are waited for before their next use). After a
+    /// device error the remaining bytes are still filled (and dropped), so whatever carries
+    /// them stays in step.
+    pub fn htod_with(
+        &mut self,
+        backend: &mut dyn Backend,
+        to: Target,
+        wait: bool,
+        mut fill: impl FnMut(&mut [u8], usize) -> LinkResult,
+    ) -> Outcome {
         let Target { dev, addr: dst, len, stream } = to;
         let mut status = Ok(());
         let (mut off, mut k) = (0usize, 0usize);
         while off < len {
-            let n = CHUNK.min(len - off);
+            let n = self.chunk.min(len - off);
             if status.is_ok() {
                 status = self.settle(backend, k);
             }
-            if let Err(e) = link.recv_exact(&mut self.half(k)[..n]) {
+            if let Err(e) = fill(&mut self.half(k)[..n], off) {
                 return Outcome::Link(e);
             }
             if status.is_ok() {
@@ -136,12 +158,17 @@ impl Staging {
         Outcome::Done(status)
     }
 
+    /// [`Staging::htod_with`] receiving the bytes from `link`.
+    pub fn htod(&mut self, backend: &mut dyn Backend, link: &mut dyn Link, to: Target, wait: bool) -> Outcome {
+        self.htod_with(backend, to, wait, |half, _| link.recv_exact(half))
+    }
+
     /// Enqueue the DMA of chunk `i` (of `len` bytes from `src`) into half `i % 2`.
     fn dtoh_chunk(&mut self, backend: &mut dyn Backend, from: Target, i: usize) -> Result<(), Status> {
         let Target { dev, addr: src, len, stream } = from;
         let k = i % 2;
-        let off = i * CHUNK;
-        let n = CHUNK.min(len - off);
+        let off = i * self.chunk;
+        let n = self.chunk.min(len - off);
         self.settle(backend, k)?;
         let dst = self.half(k).as_mut_ptr();
         // SAFETY: half `k` is registered host memory of this process, not read until its event
@@ -153,20 +180,21 @@ impl Staging {
         Ok(())
     }
 
-    /// Copy `len` bytes from device address `src` to the link in halves, each DMA overlapping
-    /// the previous half's send. `first` sends the reply's head with the first half (so a
-    /// failure of the first DMA can still be an ordinary error reply: `Done(Err)` then, with
-    /// nothing sent). A device error after that ends the session (`Link` with a protocol
-    /// error), since the reply is already on its way.
-    pub fn dtoh(
+    /// Device → host in halves, each DMA overlapping the previous half's `drain(half,
+    /// offset)`. `first` takes the first half instead of `drain` (and may send a reply head
+    /// before it, so a failure of the first DMA can still be an ordinary error reply:
+    /// `Done(Err)` then, with nothing drained). A device error after that ends the session
+    /// (`Link` with a protocol error), since the reply is already on its way.
+    pub fn dtoh_with(
         &mut self,
         backend: &mut dyn Backend,
-        link: &mut dyn Link,
         from: Target,
-        first: impl FnOnce(&mut dyn Link, &[u8]) -> Result<(), remora_transport::Error>,
+        first: impl FnOnce(&[u8]) -> LinkResult,
+        mut drain: impl FnMut(&[u8], usize) -> LinkResult,
     ) -> Outcome {
         let len = from.len;
-        let chunks = len.div_ceil(CHUNK);
+        let chunk = self.chunk;
+        let chunks = len.div_ceil(chunk);
         let head = self.dtoh_chunk(backend, from, 0).and_then(|()| {
             if chunks > 1 {
                 self.dtoh_chunk(backend, from, 1)?;
@@ -177,7 +205,7 @@ impl Staging {
             let _ = self.settle(backend, 1);
             return Outcome::Done(Err(e));
         }
-        if let Err(e) = first(link, &self.half(0)[..CHUNK.min(len)]) {
+        if let Err(e) = first(&self.half(0)[..chunk.min(len)]) {
             let _ = self.settle(backend, 1);
             return Outcome::Link(e);
         }
@@ -191,29 +219,46 @@ impl Staging {
                     "device error in the middle of a {len}-byte copy to the host: {e:?}"
                 )));
             }
-            let n = CHUNK.min(len - i * CHUNK);
-            if let Err(e) = link.send(&[&self.half(k)[..n]]) {
+            let n = chunk.min(len - i * chunk);
+            if let Err(e) = drain(&self.half(k)[..n], i * chunk) {
+                let _ = self.settle(backend, (k + 1) % 2);
                 return Outcome::Link(e);
             }
         }
         Outcome::Done(Ok(()))
     }
 
+    /// [`Staging::dtoh_with`] sending the bytes on `link` after the reply head `first` sends.
+    pub fn dtoh(
+        &mut self,
+        backend: &mut dyn Backend,
+        link: &mut dyn Link,
+        from: Target,
+        first: impl FnOnce(&mut dyn Link, &[u8]) -> LinkResult,
+    ) -> Outcome {
+        let link = std::cell::RefCell::new(link);
+        self.dtoh_with(
+            backend,
+            from,
+            |half| first(&mut **link.borrow_mut(), half),
+            |half, _| link.borrow_mut().send(&[half]),
+        )
+    }
+
     /// Register both halves with the link's network adapter (once per link).
-    fn registered_with(&mut self, remote: &mut dyn RemoteMemory) -> Result<(), remora_transport::Error> {
+    fn registered_with(&mut self, remote: &mut dyn RemoteMemory) -> LinkResult {
         let base = self.base as usize;
-        if remote.registered(base, 2 * CHUNK).is_none() {
+        if remote.registered(base, 2 * self.chunk).is_none() {
             // SAFETY: the halves stay mapped while this staging lives. Should it be unmapped
             // first, the registration only keeps its pages pinned until the link ends: its key
             // is never sent to the peer, and this side uses it only through this staging.
-            unsafe { remote.register(base, 2 * CHUNK) }?;
+            unsafe { remote.register(base, 2 * self.chunk) }?;
         }
         Ok(())
     }
 
     /// Host → device from client memory registered with the NIC: each half is filled with RDMA
-    /// READ while the previous half's DMA runs. With `wait`, returns once the data is on the
-    /// device. A device error stops the copy (nothing is left on the link to drain).
+    /// READ while the previous half's DMA runs.
     pub fn htod_remote(
         &mut self,
         backend: &mut dyn Backend,
@@ -226,33 +271,7 @@ impl Staging {
         if let Err(e) = self.registered_with(remote) {
             return Outcome::Link(e);
         }
-        let Target { dev, addr: dst, len, stream } = to;
-        let (mut off, mut k) = (0usize, 0usize);
-        while off < len {
-            let n = CHUNK.min(len - off);
-            if let Err(e) = self.settle(backend, k) {
-                return Outcome::Done(Err(e));
-            }
-            if let Err(e) = remote.read(&mut self.half(k)[..n], host + off as u64, rkey) {
-                return Outcome::Link(e);
-            }
-            let src = self.half(k).as_ptr();
-            // SAFETY: half `k` is registered host memory of this process and stays mapped and
-            // untouched until its event (recorded below) has been waited for.
-            let r = unsafe { backend.memcpy_htod_host(dev, dst + off as u64, src, n, stream) }
-                .and_then(|()| self.event(backend, dev, k))
-                .and_then(|e| backend.event_record(dev, e, stream))
-                .map(|()| self.pending[k] = Some(dev));
-            if let Err(e) = r {
-                return Outcome::Done(Err(e));
-            }
-            off += n;
-            k ^= 1;
-        }
-        if wait {
-            return Outcome::Done(self.settle(backend, 0).and_then(|()| self.settle(backend, 1)));
-        }
-        Outcome::Done(Ok(()))
+        self.htod_with(backend, to, wait, |half, off| remote.read(half, host + off as u64, rkey))
     }
 
     /// Device → host into client memory registered with the NIC: each half's DMA overlaps the
@@ -269,33 +288,21 @@ impl Staging {
         if let Err(e) = self.registered_with(remote) {
             return Outcome::Link(e);
         }
-        let len = from.len;
-        let chunks = len.div_ceil(CHUNK);
-        for i in 0..chunks {
-            let k = i % 2;
-            let step = if i == 0 { self.dtoh_chunk(backend, from, 0) } else { Ok(()) }
-                .and_then(|()| if i + 1 < chunks { self.dtoh_chunk(backend, from, i + 1) } else { Ok(()) })
-                .and_then(|()| self.settle(backend, k));
-            if let Err(e) = step {
-                let _ = self.settle(backend, 0);
-                let _ = self.settle(backend, 1);
-                return Outcome::Done(Err(e));
-            }
-            let n = CHUNK.min(len - i * CHUNK);
-            if let Err(e) = remote.write(&self.half(k)[..n], host + (i * CHUNK) as u64, rkey) {
-                let _ = self.settle(backend, (i + 1) % 2);
-                return Outcome::Link(e);
-            }
-        }
-        Outcome::Done(Ok(()))
+        let remote = std::cell::RefCell::new(remote);
+        self.dtoh_with(
+            backend,
+            from,
+            |half| remote.borrow_mut().write(half, host, rkey),
+            |half, off| remote.borrow_mut().write(half, host + off as u64, rkey),
+        )
     }
 
-    /// A small device → host copy (at most [`CHUNK`] bytes) through page-locked memory, which
+    /// A small device → host copy (at most one half) through page-locked memory, which
     /// the driver DMAs into directly (a pageable destination costs it an extra staging copy):
     /// waits for the stream, then appends the bytes to `out`.
     pub fn dtoh_small(&mut self, backend: &mut dyn Backend, from: Target, out: &mut Vec<u8>) -> Result<(), Status> {
         let Target { dev, addr, len, stream } = from;
-        if len > CHUNK {
+        if len > self.chunk {
             return Err(Status::INVALID_VALUE);
         }
         self.settle(backend, 0)?;
@@ -329,8 +336,8 @@ impl Drop for Staging {
         // A staging never released (the backend is gone): the process is ending; only unmap
         // when the driver no longer holds it.
         if !self.registered {
-            // SAFETY: the mapping made in `new`, `2 * CHUNK` bytes, not registered any more.
-            unsafe { libc::munmap(self.base.cast(), 2 * CHUNK) };
+            // SAFETY: the mapping made in `with_chunk`, `2 * chunk` bytes, not registered any more.
+            unsafe { libc::munmap(self.base.cast(), 2 * self.chunk) };
         }
     }
 }

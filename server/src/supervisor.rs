@@ -257,7 +257,12 @@ impl Supervisor {
             let ep = ep.clone();
             tracing::info!("listening on {ep}");
             // Sessions that start on an rdma:// listener move to a queue pair after the Welcome.
-            let extra = if matches!(ep, Endpoint::Rdma(_)) { Capabilities::RDMA } else { Capabilities(0) };
+            // tcp:// sessions may add connections for large copies.
+            let extra = match ep {
+                Endpoint::Rdma(_) => Capabilities::RDMA | Capabilities::STRIPES,
+                Endpoint::Tcp(_) => Capabilities::STRIPES,
+                _ => Capabilities(0),
+            };
             spawn_named("remora-accept", move || acceptor(&s, listener, extra));
         }
         shared.ensure_pool();

@@ -132,6 +132,13 @@ fn run() -> Result<(), String> {
         backend: name,
     };
     handshake::send_welcome(&mut *link, &welcome).map_err(|e| format!("send welcome: {e}"))?;
+    let mut stripes = remora_transport::stripes::Stripes::default();
+    if caps.contains(Capabilities::STRIPES) && !caps.contains(Capabilities::RDMA) {
+        // tcp://: extra connections for large copies, straight to this process.
+        let n = std::env::var("REMORA_WORKER_STRIPES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+        stripes = remora_transport::stripes::offer(&mut *link, n).map_err(|e| format!("offer stripes: {e}"))?;
+        tracing::info!(session_id, stripes = stripes.len(), "extra tcp connections for large copies");
+    }
     if caps.contains(Capabilities::RDMA) {
         // rdma://: the session continues on a queue pair of this process.
         link =
@@ -142,6 +149,7 @@ fn run() -> Result<(), String> {
     spawn_control_thread(ctl, Arc::clone(&stats));
 
     let mut session = Session::new(&mut *backend, link, limits, &stats);
+    session.set_stripes(stripes);
     // Device printf output is printed by the driver on this process's stdout: capture it and
     // send it to the client with the replies, for the application's own stdout.
     // Only for clients that read output blocks (older ones would misread the replies).

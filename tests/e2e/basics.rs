@@ -283,3 +283,47 @@ fn large_pageable_copies_through_pinned_staging() {
         c.close().unwrap();
     }
 }
+
+/// Over tcp, copies of 4 MiB and more travel on extra connections (the stripes), in pieces
+/// split over them; the bytes arrive whole in both directions, refused copies leave the stripes
+/// in step, and small copies keep using the main connection.
+#[test]
+fn large_tcp_copies_travel_on_the_stripes() {
+    let sup = start_server(&helper(), "stripes", |_| {});
+    let url = urls(&sup).into_iter().find(|u| u.starts_with("tcp://")).unwrap();
+    let c = Client::connect(&url, None).unwrap();
+    assert!(c.stripe_count() >= 2, "a tcp session gets extra connections (got {})", c.stripe_count());
+    let shm = urls(&sup).into_iter().find(|u| u.starts_with("shm://")).unwrap();
+    assert_eq!(Client::connect(&shm, None).unwrap().stripe_count(), 0, "shm sessions have none");
+    let max = (40 << 20) + 3;
+    let dev = c.mem_alloc(0, max as u64).unwrap();
+    let s = c.stream_create(0, 1, 0).unwrap();
+    for (i, len) in [4usize << 20, (4 << 20) + 1, 16 << 20, (16 << 20) + 4097, max].into_iter().enumerate() {
+        let data: Vec<u8> = (0..len).map(|j| (j.wrapping_mul(7) + i) as u8).collect();
+        if i % 2 == 0 {
+            c.memcpy_htod(dev, &data).unwrap();
+        } else {
+            c.memcpy_htod_async(dev, &data, s).unwrap();
+            c.stream_synchronize(s).unwrap();
+        }
+        let mut back = vec![0u8; len];
+        c.memcpy_dtoh(&mut back, dev).unwrap();
+        assert!(back == data, "a {len}-byte round trip over the stripes changed the bytes");
+        // A refused copy in each direction, then the stripes are still in step.
+        let big = vec![1u8; len];
+        assert_eq!(c.memcpy_htod(dev + 4096, &vec![0u8; max]).unwrap_err(), Status::OUT_OF_RANGE);
+        let mut sink = vec![0u8; max];
+        assert_eq!(c.memcpy_dtoh(&mut sink, dev + 4096).unwrap_err(), Status::OUT_OF_RANGE);
+        c.memcpy_htod(dev, &big).unwrap();
+        let mut again = vec![0u8; len];
+        c.memcpy_dtoh(&mut again, dev).unwrap();
+        assert!(again == big);
+    }
+    // Small copies still work beside them.
+    c.memcpy_htod(dev, &[9u8; 100]).unwrap();
+    let mut small = [0u8; 100];
+    c.memcpy_dtoh(&mut small, dev).unwrap();
+    assert_eq!(small, [9u8; 100]);
+    c.mem_free(dev).unwrap();
+    c.close().unwrap();
+}

@@ -165,3 +165,43 @@ fn auto_prefers_rdma_and_falls_back_to_tcp() {
     c.mem_free(p).unwrap();
     c.close().unwrap();
 }
+
+#[test]
+#[ignore = "needs an RDMA device: scripts/rdma-tests runs it on rxe0"]
+fn a_worker_killed_mid_transfer_fails_the_call_and_others_go_on() {
+    let ep = rdma_endpoint();
+    let (sup, url) = server(&ep);
+    let other = Client::connect(&url, Some(TOKEN)).unwrap();
+    let c = std::sync::Arc::new(Client::connect(&url, Some(TOKEN)).unwrap());
+    const LEN: usize = 16 << 20;
+    let dev = c.mem_alloc(0, LEN as u64).unwrap();
+    let mut host = vec![1u8; LEN];
+    let addr = host.as_mut_ptr() as usize;
+    // SAFETY: `host` outlives the client (the thread below is joined before it drops).
+    let rkey = unsafe { c.register_remote(addr, LEN) }.unwrap().unwrap();
+    let worker = c.welcome().worker_pid.get();
+    let c2 = std::sync::Arc::clone(&c);
+    let copier = std::thread::spawn(move || loop {
+        let t = std::time::Instant::now();
+        if let Err(e) = c2.memcpy_remote(dev, addr as u64, LEN as u64, 0, rkey, true, true) {
+            return (e, t.elapsed());
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(Command::new("kill").args(["-9", &worker.to_string()]).status().unwrap().success());
+    let (e, took) = copier.join().unwrap();
+    println!("call in progress when the worker died: {e:?} after {took:?}");
+    assert_eq!(e, remora_wire::Status::TRANSPORT);
+    assert!(took < Duration::from_secs(10), "the failing call took {took:?}");
+    assert!(c.mem_alloc(0, 4096).is_err(), "later calls fail too");
+    drop(c);
+    drop(host);
+    // The other session and new sessions are served.
+    let p = other.mem_alloc(0, 4096).unwrap();
+    other.mem_free(p).unwrap();
+    let (st, ok) = wait_stats(&sup, Duration::from_secs(20), |s| s.live_sessions == 1);
+    assert!(ok, "the dead worker's session is still listed: {st:?}");
+    other.close().unwrap();
+    let again = Client::connect(&url, Some(TOKEN)).unwrap();
+    again.close().unwrap();
+}

@@ -41,6 +41,7 @@ pub mod fdpass;
 pub mod handshake;
 pub mod proto;
 pub mod shm;
+pub mod stripes;
 mod sys;
 pub mod tcp;
 #[cfg(any(test, feature = "testing"))]
@@ -234,6 +235,10 @@ pub trait Link: Send + fmt::Debug {
     fn peer(&self) -> String;
     /// Take the link apart into descriptors for another process.
     fn into_handoff(self: Box<Self>) -> Result<Handoff>;
+    /// This side's socket address, where the backend has one (tcp).
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
     /// One-sided access to the peer's registered memory, where the backend has it (verbs).
     fn remote_memory(&mut self) -> Option<&mut dyn RemoteMemory> {
         None

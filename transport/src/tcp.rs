@@ -196,6 +196,10 @@ impl Link for TcpLink {
         format!("tcp://{}", self.peer)
     }
 
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.sock.local_addr().ok()
+    }
+
     fn into_handoff(self: Box<Self>) -> Result<Handoff> {
         let server_side = self.server_side;
         Ok(Handoff { kind: LinkKind::Tcp, fds: vec![OwnedFd::from(self.sock)], server_side })

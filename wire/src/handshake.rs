@@ -44,6 +44,8 @@ impl Capabilities {
     /// of a Welcome and closes. In a Challenge: the server answers such requests (a client
     /// that does not see it stops before its Auth, so an older server starts no session).
     pub const STATS: Capabilities = Capabilities(1 << 6);
+    /// Extra TCP connections for large copies ([`crate::Opcode::StripeOffer`]).
+    pub const STRIPES: Capabilities = Capabilities(1 << 7);
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: Capabilities) -> bool {

@@ -58,6 +58,13 @@ opcodes! {
     /// rdma_cm port and the secret the client's connect request must carry), or an error status
     /// with a reason. Never valid inside a session.
     RdmaOffer = 0x0008,
+    /// Session start over `tcp://`, worker → client, right after the Welcome when both sides
+    /// have [`crate::handshake::Capabilities::STRIPES`]: [`crate::ops::StripeOffer`] (a port of
+    /// the worker's for extra bulk connections, how many, and the secret they must present).
+    StripeOffer = 0x0009,
+    /// Client → worker after connecting to a [`Opcode::StripeOffer`], then worker → client as
+    /// the answer: [`crate::ops::StripeJoin`] (how many connections were made, then accepted).
+    StripeJoin = 0x000A,
     // --- device (0x001x) ---
     /// [`crate::ops::Empty`] → [`crate::ops::DeviceCountReply`].
     DeviceGetCount = 0x0010,
@@ -120,6 +127,12 @@ opcodes! {
     /// registered with the NIC (`rdma://` only), moved by the worker with RDMA READ (host →
     /// device) or RDMA WRITE (device → host); asynchronous when flagged `NO_REPLY`.
     MemcpyRemote = 0x002C,
+    /// [`crate::ops::MemcpyStriped`] → empty: a large copy whose bytes travel on the session's
+    /// extra TCP connections (the stripes) instead of the main link, in pieces of the offered
+    /// size, each split evenly over the stripes. Host → device: the data follows on the stripes
+    /// (asynchronous when flagged `NO_REPLY`). Device → host: the reply comes first, and the data
+    /// follows on the stripes only when it is a success.
+    MemcpyStriped = 0x002D,
     // --- streams (0x003x) ---
     /// [`crate::ops::StreamCreate`] → [`crate::ops::HandleReply`].
     StreamCreate = 0x0030,

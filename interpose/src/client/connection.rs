@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use remora_transport::proto::ClientProto;
+use remora_transport::stripes::Stripes;
 use remora_transport::{connect, handshake, recv_header, Endpoint, Link};
 use remora_wire::handshake::Capabilities;
 use remora_wire::ops::{self, DeviceInfo, ImageKind, ParamInfo};
@@ -64,6 +65,8 @@ pub struct LaunchDims {
 
 struct Conn {
     link: Box<dyn Link>,
+    /// Extra TCP connections for large copies (none on other transports, or when refused).
+    stripes: Stripes,
     proto: ClientProto,
     /// Sticky: fatal device error or lost connection.
     broken: Option<Status>,
@@ -88,6 +91,8 @@ pub struct Client {
     welcome: Welcome,
     capabilities: Capabilities,
     epoch: Instant,
+    /// Whether the session has stripes (fixed at connect time).
+    striping: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -104,6 +109,8 @@ impl std::fmt::Debug for Client {
 enum Into<'a> {
     Vec,
     Slice(&'a mut [u8]),
+    /// A successful reply's data follows on the stripes ([`Opcode::MemcpyStriped`]).
+    Stripes(&'a mut [u8]),
 }
 
 /// A query's answer: done, not yet (`NOT_READY`), or an error.
@@ -122,6 +129,18 @@ fn nanos(d: Duration) -> u64 {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(90);
 const KEEPALIVE: Duration = Duration::from_secs(10);
 const DEAD_AFTER: Duration = Duration::from_secs(3600);
+
+/// `REMORA_TCP_STREAMS` (default 4): connections a `tcp://` session may use for large copies
+/// (the main one's bytes plus extra ones; 0 or 1: the main connection only).
+fn tcp_streams() -> usize {
+    match std::env::var("REMORA_TCP_STREAMS") {
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            tracing::warn!("REMORA_TCP_STREAMS={v:?} is not a number; using 4");
+            4
+        }),
+        Err(_) => 4,
+    }
+}
 
 /// `REMORA_TIMEOUT` (seconds, default 5): how long a server that stopped answering at the
 /// transport level (host down, network cut) may keep a call waiting before it fails.
@@ -155,6 +174,10 @@ impl Client {
         if rdma {
             caps = caps | Capabilities::RDMA;
         }
+        let wanted_stripes = tcp_streams();
+        if matches!(endpoint, Endpoint::Tcp(_)) && wanted_stripes > 1 {
+            caps = caps | Capabilities::STRIPES;
+        }
         // The server may need to start a worker first; after the handshake, calls may wait on
         // the GPU for as long as the work takes.
         link.set_recv_timeout(Some(HANDSHAKE_TIMEOUT));
@@ -173,14 +196,28 @@ impl Client {
             link = remora_transport::verbs::client_upgrade(link, remora_transport::verbs::SETUP_TIMEOUT)
                 .map_err(|source| ConnectError::Handshake { url: url.into(), source })?;
         }
+        let mut stripes = Stripes::default();
+        if capabilities.contains(Capabilities::STRIPES) {
+            let peer = link.peer();
+            let server = peer.trim_start_matches("tcp://").parse::<std::net::SocketAddr>().map(|a| a.ip());
+            let server = server.map_err(|_| ConnectError::Handshake {
+                url: url.into(),
+                source: remora_transport::Error::Protocol(format!("tcp peer {peer:?} is not an address")),
+            })?;
+            stripes = remora_transport::stripes::join(&mut *link, server, wanted_stripes)
+                .map_err(|source| ConnectError::Handshake { url: url.into(), source })?;
+            tracing::debug!(stripes = stripes.len(), "extra tcp connections for large copies");
+        }
         link.set_recv_timeout(None);
         link.set_dead_peer_timeout(dead_peer_timeout())
             .map_err(|source| ConnectError::Connect { url: url.into(), source })?;
         tracing::debug!(%endpoint, session = welcome.session_id.get(), worker = welcome.worker_pid.get(), backend = welcome.backend_name(), "connected");
         let epoch = Instant::now();
+        let striping = !stripes.is_empty();
         Ok(Client {
             conn: Mutex::new(Conn {
                 link,
+                stripes,
                 proto: ClientProto::new(64, nanos(KEEPALIVE), nanos(DEAD_AFTER), 0),
                 broken: None,
             }),
@@ -189,6 +226,7 @@ impl Client {
             welcome,
             capabilities,
             epoch,
+            striping,
         })
     }
 
@@ -233,9 +271,15 @@ impl Client {
     /// Send a request and wait for its reply; reply payload into a vector or the given slice.
     /// Device output that came with the reply goes to the output sink before this returns.
     fn call_inner(&self, opcode: Opcode, req: &[u8], data: &[u8], into: Into<'_>) -> Result<Vec<u8>, Status> {
+        self.call_with(|c, output| self.exchange(c, opcode, req, data, into, output))
+    }
+
+    /// Run `f` on the connection; device output that came with its reply goes to the output
+    /// sink before this returns.
+    fn call_with(&self, f: impl FnOnce(&mut Conn, &mut Vec<u8>) -> Result<Vec<u8>, Status>) -> Result<Vec<u8>, Status> {
         let mut guard = self.conn.lock();
         let mut output = Vec::new();
-        let r = self.exchange(&mut guard, opcode, req, data, into, &mut output);
+        let r = f(&mut guard, &mut output);
         if !output.is_empty() {
             // Take the sink before letting the connection go: a later reply's output cannot
             // overtake this one, and other calls need not wait for the sink's writes.
@@ -255,16 +299,24 @@ impl Client {
         into: Into<'_>,
         output: &mut Vec<u8>,
     ) -> Result<Vec<u8>, Status> {
+        self.send_request(c, opcode, req, data, true)?;
+        self.receive_reply(c, into, output)
+    }
+
+    /// Send one request frame (header, operation struct, inline data).
+    fn send_request(&self, c: &mut Conn, opcode: Opcode, req: &[u8], data: &[u8], reply: bool) -> Result<(), Status> {
         if let Some(s) = c.broken {
             return Err(s);
         }
         let hdr = c
             .proto
-            .start(opcode, (req.len() + data.len()) as u64, true, self.now())
+            .start(opcode, (req.len() + data.len()) as u64, reply, self.now())
             .map_err(|_| Status::LIMIT_EXCEEDED)?;
-        if let Err(e) = c.link.send(&[hdr.as_bytes(), req, data]) {
-            return Err(Self::fail(c, e));
-        }
+        c.link.send(&[hdr.as_bytes(), req, data]).map_err(|e| Self::fail(c, e))
+    }
+
+    /// Receive the reply to the oldest request waiting for one.
+    fn receive_reply(&self, c: &mut Conn, into: Into<'_>, output: &mut Vec<u8>) -> Result<Vec<u8>, Status> {
         let rh = match recv_header(&mut *c.link) {
             Ok(h) => h,
             Err(e) => return Err(Self::fail(c, e)),
@@ -293,6 +345,16 @@ impl Client {
                     ));
                 }
                 c.link.recv_exact(dst)
+            }
+            Into::Stripes(dst) if status.is_ok() => {
+                if len != 0 {
+                    return Err(Self::fail(
+                        c,
+                        remora_transport::Error::Protocol(format!("striped copy reply carries {len} bytes")),
+                    ));
+                }
+                let piece = c.stripes.piece();
+                dst.chunks_mut(piece).try_for_each(|p| c.stripes.recv_piece(p))
             }
             _ => {
                 out.resize(len, 0);
@@ -349,15 +411,57 @@ impl Client {
 
     /// Send a fire-and-forget request: its failure surfaces at the next replying call.
     fn post(&self, opcode: Opcode, req: &[u8], data: &[u8]) -> Result<(), Status> {
-        let now = self.now();
-        let mut guard = self.conn.lock();
-        let c = &mut *guard;
-        if let Some(s) = c.broken {
-            return Err(s);
-        }
-        let hdr =
-            c.proto.start(opcode, (req.len() + data.len()) as u64, false, now).map_err(|_| Status::LIMIT_EXCEEDED)?;
-        c.link.send(&[hdr.as_bytes(), req, data]).map_err(|e| Self::fail(c, e))
+        self.send_request(&mut self.conn.lock(), opcode, req, data, false)
+    }
+
+    /// A large host → device copy whose bytes go on the stripes; waited for when `wait`.
+    fn striped_htod(&self, dst: u64, src: &[u8], stream: u64, wait: bool) -> Result<(), Status> {
+        let o = ops::MemcpyStriped {
+            device: U64::new(dst),
+            len: U64::new(src.len() as u64),
+            stream: U64::new(stream),
+            to_device: U32::new(1),
+            reserved: U32::new(0),
+        };
+        self.call_with(|c, output| {
+            self.send_request(c, Opcode::MemcpyStriped, o.as_bytes(), &[], wait)?;
+            for piece in src.chunks(c.stripes.piece()) {
+                if let Err(e) = c.stripes.send_piece(piece) {
+                    return Err(Self::fail(c, e));
+                }
+            }
+            if wait {
+                self.receive_reply(c, Into::Vec, output)
+            } else {
+                Ok(Vec::new())
+            }
+        })
+        .map(drop)
+    }
+
+    /// A large device → host copy whose bytes come on the stripes.
+    fn striped_dtoh(&self, dst: &mut [u8], src: u64, stream: u64) -> Result<(), Status> {
+        let o = ops::MemcpyStriped {
+            device: U64::new(src),
+            len: U64::new(dst.len() as u64),
+            stream: U64::new(stream),
+            to_device: U32::new(0),
+            reserved: U32::new(0),
+        };
+        self.call_with(|c, output| {
+            self.send_request(c, Opcode::MemcpyStriped, o.as_bytes(), &[], true)?;
+            self.receive_reply(c, Into::Stripes(dst), output)
+        })
+        .map(drop)
+    }
+
+    fn striped(&self, len: usize) -> bool {
+        self.striping && len >= remora_transport::stripes::MIN_STRIPED
+    }
+
+    /// How many extra TCP connections carry this session's large copies (0: none).
+    pub fn stripe_count(&self) -> usize {
+        self.conn.lock().stripes.len()
     }
 
     /// The sticky error, if the session is broken (fatal device fault or lost connection).
@@ -663,6 +767,9 @@ impl Client {
 
     /// Host → device copy, waiting for completion.
     pub fn memcpy_htod(&self, dst: u64, src: &[u8]) -> Result<(), Status> {
+        if self.striped(src.len()) {
+            return self.striped_htod(dst, src, 0, true);
+        }
         let req = ops::MemcpyHtoD { dst: U64::new(dst), len: U64::new(src.len() as u64), stream: U64::new(0) };
         self.call_inner(Opcode::MemcpyHtoD, req.as_bytes(), src, Into::Vec).map(drop)
     }
@@ -670,6 +777,9 @@ impl Client {
     /// Host → device copy ordered on `stream`, not waited for. The bytes are taken before this
     /// returns, so `src` may be reused at once.
     pub fn memcpy_htod_async(&self, dst: u64, src: &[u8], stream: u64) -> Result<(), Status> {
+        if self.striped(src.len()) {
+            return self.striped_htod(dst, src, stream, false);
+        }
         let req = ops::MemcpyHtoD { dst: U64::new(dst), len: U64::new(src.len() as u64), stream: U64::new(stream) };
         self.post(Opcode::MemcpyHtoD, req.as_bytes(), src)
     }
@@ -681,6 +791,9 @@ impl Client {
 
     /// Device → host copy into `dst`, ordered on `stream`; returns when the bytes are in `dst`.
     pub fn memcpy_dtoh_on(&self, dst: &mut [u8], src: u64, stream: u64) -> Result<(), Status> {
+        if self.striped(dst.len()) {
+            return self.striped_dtoh(dst, src, stream);
+        }
         let req = ops::MemcpyDtoH { src: U64::new(src), len: U64::new(dst.len() as u64), stream: U64::new(stream) };
         self.call_inner(Opcode::MemcpyDtoH, req.as_bytes(), &[], Into::Slice(dst)).map(drop)
     }

@@ -78,6 +78,40 @@ wire_structs! {
         pub secret: [u8; 32],
     }
 
+    /// The worker's offer of extra bulk connections (`StripeOffer`).
+    pub struct StripeOffer {
+        /// TCP port the worker listens on (same IP address the client reached).
+        pub port: U16,
+        /// How many connections it will take (0: none).
+        pub count: U16,
+        /// Bytes per piece: a striped copy moves in pieces of this size, each split evenly.
+        pub piece: U32,
+        /// What each connection must send first (then its index, a little-endian u16).
+        pub secret: [u8; 32],
+    }
+
+    /// How many stripes were connected (client) or accepted (worker) (`StripeJoin`).
+    pub struct StripeJoin {
+        /// Connections.
+        pub count: U16,
+        /// Zero.
+        pub reserved: [u8; 6],
+    }
+
+    /// A copy whose bytes travel on the stripes (`MemcpyStriped`).
+    pub struct MemcpyStriped {
+        /// Device address.
+        pub device: U64,
+        /// Bytes.
+        pub len: U64,
+        /// Stream handle.
+        pub stream: U64,
+        /// 1: host → device; 0: device → host.
+        pub to_device: U32,
+        /// Zero.
+        pub reserved: U32,
+    }
+
     /// `cuMemFree`.
     pub struct MemFree {
         /// Base address of an allocation of this session.
