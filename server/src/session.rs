@@ -341,15 +341,9 @@ impl<'s> Session<'s> {
                 self.read_small(len, 64)?;
                 let o: ops::MemcpyDtoH =
                     op(&self.buf).map_err(|_| End::Protocol("malformed MemcpyDtoH payload".into()))?;
-                let checked = self
-                    .ranges
-                    .check(o.src.get(), o.len.get())
-                    .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
-                    .and_then(|(dev, stream)| {
-                        let len = usize::try_from(o.len.get()).map_err(|_| Status::INVALID_VALUE)?;
-                        Ok(Work::DtoH { dev, src: o.src.get(), len, stream })
-                    });
-                checked.unwrap_or_else(Work::Failed)
+                self.copy_target(o.src.get(), o.len.get(), o.stream.get())
+                    .map(|t| Work::DtoH { dev: t.dev, src: t.addr, len: t.len, stream: t.stream })
+                    .unwrap_or_else(Work::Failed)
             }
             Opcode::Goodbye => {
                 discard(&mut *self.link, len)?;
@@ -364,12 +358,7 @@ impl<'s> Session<'s> {
                     op(&self.buf).map_err(|_| End::Protocol("malformed MemcpyStriped payload".into()))?;
                 let to_device = o.to_device.get() == 1;
                 let n = usize::try_from(o.len.get()).map_err(|_| End::Protocol("striped copy too large".into()))?;
-                let checked = self
-                    .ranges
-                    .check(o.device.get(), o.len.get())
-                    .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
-                    .map(|(dev, stream)| crate::staging::Target { dev, addr: o.device.get(), len: n, stream });
-                match checked {
+                match self.copy_target(o.device.get(), o.len.get(), o.stream.get()) {
                     Ok(to) => Work::Striped { to, to_device },
                     Err(status) if to_device => Work::StripedRefused { len: n, status },
                     Err(status) => Work::Failed(status),
@@ -379,21 +368,14 @@ impl<'s> Session<'s> {
                 self.read_small(len, 64)?;
                 let o: ops::MemcpyRemote =
                     op(&self.buf).map_err(|_| End::Protocol("malformed MemcpyRemote payload".into()))?;
-                let checked = self
-                    .ranges
-                    .check(o.device.get(), o.len.get())
-                    .and_then(|(dev, _)| self.stream_for(o.stream.get(), dev))
-                    .and_then(|(dev, stream)| {
-                        let len = usize::try_from(o.len.get()).map_err(|_| Status::INVALID_VALUE)?;
-                        let to = crate::staging::Target { dev, addr: o.device.get(), len, stream };
-                        Ok(Work::Remote {
-                            to,
-                            host: o.host.get(),
-                            rkey: o.rkey.get(),
-                            to_device: o.to_device.get() == 1,
-                        })
-                    });
-                checked.unwrap_or_else(Work::Failed)
+                self.copy_target(o.device.get(), o.len.get(), o.stream.get())
+                    .map(|to| Work::Remote {
+                        to,
+                        host: o.host.get(),
+                        rkey: o.rkey.get(),
+                        to_device: o.to_device.get() == 1,
+                    })
+                    .unwrap_or_else(Work::Failed)
             }
             _ => {
                 self.read_small(len, 64 * 1024)?;
@@ -572,13 +554,7 @@ impl<'s> Session<'s> {
                 }
             }
             Work::StripedRefused { len, status } => {
-                let piece = self.stripes.piece();
-                let mut left = len;
-                while left > 0 {
-                    let n = piece.min(left);
-                    self.stripes.discard_piece(n).map_err(End::from)?;
-                    left -= n;
-                }
+                self.discard_striped(len)?;
                 Err(status)
             }
             Work::Striped { to, to_device } => {
@@ -590,13 +566,7 @@ impl<'s> Session<'s> {
                     // No pinned memory for the pieces: the client's bytes still arrive; drop them.
                     tracing::warn!("no pinned staging for striped copies; refusing them");
                     if to_device {
-                        let piece = self.stripes.piece();
-                        let mut left = to.len;
-                        while left > 0 {
-                            let n = piece.min(left);
-                            self.stripes.discard_piece(n).map_err(End::from)?;
-                            left -= n;
-                        }
+                        self.discard_striped(to.len)?;
                     }
                     return self.finish(&f.hdr, f.wants_reply, Err(Status::OUT_OF_MEMORY)).map(|()| None);
                 };
@@ -664,6 +634,26 @@ impl<'s> Session<'s> {
             self.stats.record_latency(op, f.read_at.elapsed());
         }
         Ok(None)
+    }
+
+    /// The checked device side of a copy: `len` bytes at `addr` of this session, on `stream`.
+    fn copy_target(&self, addr: u64, len: u64, stream: u64) -> Result<crate::staging::Target, Status> {
+        let (dev, _) = self.ranges.check(addr, len)?;
+        let (dev, stream) = self.stream_for(stream, dev)?;
+        let len = usize::try_from(len).map_err(|_| Status::INVALID_VALUE)?;
+        Ok(crate::staging::Target { dev, addr, len, stream })
+    }
+
+    /// Read and drop the `len` bytes of a striped host → device copy that was refused.
+    fn discard_striped(&mut self, len: usize) -> Result<(), End> {
+        let piece = self.stripes.piece();
+        let mut left = len;
+        while left > 0 {
+            let n = piece.min(left);
+            self.stripes.discard_piece(n).map_err(End::from)?;
+            left -= n;
+        }
+        Ok(())
     }
 
     /// Read a whole payload of at most `max` bytes into `buf`.

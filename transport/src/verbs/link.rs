@@ -175,37 +175,35 @@ impl VerbsLink {
         e
     }
 
-    /// Harvest completions from both queues.
-    fn progress(&mut self) -> Result<()> {
-        self.check()?;
-        // SAFETY: all-zero is a valid ibv_wc; the array is only read where the poll wrote.
-        let mut wcs: [ibv_wc; 16] = unsafe { std::mem::zeroed() };
-        // SAFETY: the send CQ is live; at most 16 entries are written.
-        let n = unsafe { ibv_poll_cq(self.conn.send_cq, 16, wcs.as_mut_ptr()) };
+    /// Poll `cq` into `wcs`; the completions got, all successful (an error breaks the link).
+    fn poll<'w>(&mut self, cq: *mut ibv_cq, wcs: &'w mut [ibv_wc; 16]) -> Result<&'w [ibv_wc]> {
+        // SAFETY: `cq` is one of this connection's live CQs; at most 16 entries are written.
+        let n = unsafe { ibv_poll_cq(cq, 16, wcs.as_mut_ptr()) };
         if n < 0 {
             return Err(self.set_broken(super::cm::fail("ibv_poll_cq")));
         }
-        for wc in &wcs[..n as usize] {
-            if wc.status != ibv_wc_status::IBV_WC_SUCCESS {
-                let e = completion_error(&self.conn, wc);
-                return Err(self.set_broken(e));
-            }
+        let got = &wcs[..n as usize];
+        if let Some(wc) = got.iter().find(|wc| wc.status != ibv_wc_status::IBV_WC_SUCCESS) {
+            let e = completion_error(&self.conn, wc);
+            return Err(self.set_broken(e));
+        }
+        Ok(got)
+    }
+
+    /// Harvest completions from both queues.
+    fn progress(&mut self) -> Result<()> {
+        self.check()?;
+        // SAFETY: all-zero is a valid ibv_wc; only the entries a poll wrote are read.
+        let mut wcs: [ibv_wc; 16] = unsafe { std::mem::zeroed() };
+        for wc in self.poll(self.conn.send_cq, &mut wcs)? {
             if wc.wr_id & SEND_TAG != 0 {
                 self.done = self.done.max((wc.wr_id & !SEND_TAG) + 1);
             } else {
                 self.rdma_done += 1;
             }
         }
-        // SAFETY: as above, for the receive CQ.
-        let n = unsafe { ibv_poll_cq(self.conn.recv_cq, 16, wcs.as_mut_ptr()) };
-        if n < 0 {
-            return Err(self.set_broken(super::cm::fail("ibv_poll_cq")));
-        }
-        for wc in &wcs[..n as usize] {
-            if wc.status != ibv_wc_status::IBV_WC_SUCCESS {
-                let e = completion_error(&self.conn, wc);
-                return Err(self.set_broken(e));
-            }
+        let n = self.poll(self.conn.recv_cq, &mut wcs)?.len();
+        for wc in &wcs[..n] {
             if wc.wc_flags & ibv_wc_flags::IBV_WC_WITH_IMM.0 != 0 {
                 // SAFETY: with IBV_WC_WITH_IMM the union holds the immediate data.
                 let imm = u32::from_be(unsafe { wc.imm_data_invalidated_rkey_union.imm_data });
