@@ -65,6 +65,8 @@ mkdir -p "$resdir"
 pass=0
 fail=0
 failed=()
+total_ms=0
+: >"$resdir/times.tsv"
 while IFS=$'\t' read -r name kernels gpus; do
   [ -n "$name" ] || continue
   if [ -n "$filter" ] && ! [[ $name =~ $filter ]]; then continue; fi
@@ -78,8 +80,12 @@ while IFS=$'\t' read -r name kernels gpus; do
     continue
   fi
   rc=0
+  t0=$(date +%s%N)
   LD_LIBRARY_PATH=$envlib timeout -k 5 "$timeout_s" ${runner[@]+"${runner[@]}"} "$bin" \
     >"$res" 2>"$resdir/$name.err" </dev/null || rc=$?
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  total_ms=$((total_ms + ms))
+  printf '%s\t%s\n' "$name" "$ms" >>"$resdir/times.tsv"
   echo "exit: $rc" >>"$res"
   note=""
   [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && note=" (timed out after ${timeout_s}s)"
@@ -112,5 +118,7 @@ while IFS=$'\t' read -r name kernels gpus; do
 done <"$out/manifest.tsv"
 
 echo "summary ($mode): $pass passed, $fail failed${failed[0]+: ${failed[*]}}"
+# Wall time of every program run (process start to exit; per program in RESDIR/times.tsv).
+echo "time ($mode): $((total_ms / 1000)).$(printf '%03d' $((total_ms % 1000))) s for $((pass + fail)) programs"
 [ "$fail" -gt 255 ] && fail=255
 exit "$fail"
