@@ -19,7 +19,6 @@ pub mod arena;
 pub mod backend;
 pub mod handles;
 pub mod output;
-pub mod peer_memory;
 pub mod placement;
 pub mod polling;
 pub mod report;

@@ -184,9 +184,6 @@ enum Work {
     /// A large copy whose bytes travel on the session's stripes (tcp://), through pinned
     /// staging halves of one piece each ([`remora_transport::stripes`]).
     Striped { to: crate::staging::Target, to_device: bool },
-    /// Same host: a copy between device memory and the client process's own memory, which
-    /// the worker reads or writes directly ([`crate::peer_memory`]) through the staging halves.
-    Process { to: crate::staging::Target, host: u64, to_device: bool },
     /// A striped host → device copy refused before its data: the pieces are read and dropped.
     StripedRefused { len: usize, status: Status },
     /// A 2D copy; host source data is in `buf`, host destination data (`out_len` bytes) goes
@@ -218,7 +215,6 @@ fn flushes_device_output(op: Opcode) -> bool {
             | Opcode::MemcpyHost
             | Opcode::MemcpyRemote
             | Opcode::MemcpyStriped
-            | Opcode::MemcpyProcess
             | Opcode::Memcpy2D
             | Opcode::Memset
             | Opcode::MemFree
@@ -368,14 +364,6 @@ impl<'s> Session<'s> {
                     Err(status) => Work::Failed(status),
                 }
             }
-            Opcode::MemcpyProcess => {
-                self.read_small(len, 64)?;
-                let o: ops::MemcpyHost =
-                    op(&self.buf).map_err(|_| End::Protocol("malformed MemcpyProcess payload".into()))?;
-                self.copy_target(o.device.get(), o.len.get(), o.stream.get())
-                    .map(|to| Work::Process { to, host: o.host.get(), to_device: o.to_device.get() == 1 })
-                    .unwrap_or_else(Work::Failed)
-            }
             Opcode::MemcpyRemote => {
                 self.read_small(len, 64)?;
                 let o: ops::MemcpyRemote =
@@ -409,7 +397,6 @@ impl<'s> Session<'s> {
             | Work::DtoH { dev, .. }
             | Work::Remote { to: crate::staging::Target { dev, .. }, .. }
             | Work::Striped { to: crate::staging::Target { dev, .. }, .. }
-            | Work::Process { to: crate::staging::Target { dev, .. }, .. }
             | Work::ModuleLoad { dev }
             | Work::Copy2D { dev, .. } => Some(dev),
             Work::Failed(_) | Work::Goodbye | Work::StripedRefused { .. } => None,
@@ -563,57 +550,6 @@ impl<'s> Session<'s> {
                     }
                     // Not an rdma session, or no pinned staging: the client copies through
                     // the message path instead.
-                    _ => Err(Status::NOT_SUPPORTED),
-                }
-            }
-            Work::Process { to, host, to_device } => {
-                self.ensure_staging();
-                let pid = self.link.peer_process();
-                match (pid, self.staging.as_mut().and_then(Option::as_mut)) {
-                    (Some(pid), Some(st)) => {
-                        // A refused access (or a bad address) is remembered and answered as an
-                        // ordinary error once the pipeline has run out.
-                        let err = std::cell::Cell::new(None);
-                        let note = |r: Result<(), Status>| {
-                            if let Err(s) = r {
-                                err.set(err.get().or(Some(s)));
-                            }
-                        };
-                        let outcome = if to_device {
-                            st.htod_with(&mut *self.backend, to, true, |half, off| {
-                                if err.get().is_none() {
-                                    note(crate::peer_memory::read(pid, host + off as u64, half));
-                                }
-                                Ok(())
-                            })
-                        } else {
-                            st.dtoh_with(
-                                &mut *self.backend,
-                                to,
-                                |half| {
-                                    note(crate::peer_memory::write(pid, host, half));
-                                    Ok(())
-                                },
-                                |half, off| {
-                                    if err.get().is_none() {
-                                        note(crate::peer_memory::write(pid, host + off as u64, half));
-                                    }
-                                    Ok(())
-                                },
-                            )
-                        };
-                        match outcome {
-                            crate::staging::Outcome::Link(e) => return Err(End::from(e)),
-                            crate::staging::Outcome::Done(r) => {
-                                let r = r.and(err.get().map_or(Ok(()), Err));
-                                if r.is_ok() {
-                                    let counter = if to_device { &self.stats.bytes_in } else { &self.stats.bytes_out };
-                                    counter.fetch_add(to.len as u64, Ordering::Relaxed);
-                                }
-                                r
-                            }
-                        }
-                    }
                     _ => Err(Status::NOT_SUPPORTED),
                 }
             }

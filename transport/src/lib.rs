@@ -235,11 +235,6 @@ pub trait Link: Send + fmt::Debug {
     fn peer(&self) -> String;
     /// Take the link apart into descriptors for another process.
     fn into_handoff(self: Box<Self>) -> Result<Handoff>;
-    /// The peer's process id as the kernel vouches for it, where the peer is on this host
-    /// (shm: `SO_PEERCRED` of the control socket).
-    fn peer_process(&self) -> Option<u32> {
-        None
-    }
     /// This side's socket address, where the backend has one (tcp).
     fn local_addr(&self) -> Option<std::net::SocketAddr> {
         None

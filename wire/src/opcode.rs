@@ -133,12 +133,6 @@ opcodes! {
     /// (asynchronous when flagged `NO_REPLY`). Device → host: the reply comes first, and the data
     /// follows on the stripes only when it is a success.
     MemcpyStriped = 0x002D,
-    /// [`crate::ops::MemcpyHost`] → empty: same host only — a copy between device memory and
-    /// the client process's own (pageable) memory at `host`, which the worker reads or writes
-    /// directly (`process_vm_readv`/`process_vm_writev`, the client's pid from the kernel). Waits
-    /// for completion. `NOT_SUPPORTED` when the worker may not access the client's memory (the
-    /// client then copies through the link).
-    MemcpyProcess = 0x002E,
     // --- streams (0x003x) ---
     /// [`crate::ops::StreamCreate`] → [`crate::ops::HandleReply`].
     StreamCreate = 0x0030,

@@ -93,18 +93,6 @@ pub struct Client {
     epoch: Instant,
     /// Whether the session has stripes (fixed at connect time).
     striping: bool,
-    /// Same host (shm): large pageable copies are read or written by the worker straight from
-    /// this process's memory; cleared once the worker says it may not.
-    direct: std::sync::atomic::AtomicBool,
-}
-
-/// Pageable copies at least this large go direct over shm ([`Opcode::MemcpyProcess`]).
-const DIRECT_MIN: usize = 1 << 20;
-
-/// `REMORA_SHM_DIRECT` (default 1): whether a same-host worker may read and write this
-/// process's memory for large pageable copies (0: copies go through the shared ring).
-fn shm_direct() -> bool {
-    std::env::var("REMORA_SHM_DIRECT").map_or(true, |v| v.trim() != "0")
 }
 
 impl std::fmt::Debug for Client {
@@ -226,15 +214,6 @@ impl Client {
         tracing::debug!(%endpoint, session = welcome.session_id.get(), worker = welcome.worker_pid.get(), backend = welcome.backend_name(), "connected");
         let epoch = Instant::now();
         let striping = !stripes.is_empty();
-        let direct = matches!(endpoint, Endpoint::Shm(_)) && shm_direct();
-        if direct {
-            // Where Yama restricts process_vm_writev to descendants (ptrace_scope 1), let this
-            // session's worker (and only it) reach this process's memory. Elsewhere this does
-            // nothing; the kernel still requires the worker to run as the same user (or with
-            // privilege), and copies fall back to the ring where it may not.
-            // SAFETY: prctl with integer arguments only.
-            unsafe { libc::prctl(libc::PR_SET_PTRACER, libc::c_ulong::from(welcome.worker_pid.get()), 0, 0, 0) };
-        }
         Ok(Client {
             conn: Mutex::new(Conn {
                 link,
@@ -248,7 +227,6 @@ impl Client {
             capabilities,
             epoch,
             striping,
-            direct: std::sync::atomic::AtomicBool::new(direct),
         })
     }
 
@@ -477,46 +455,8 @@ impl Client {
         .map(drop)
     }
 
-    /// Same host, large: the worker copies straight from or into `host` (`len` bytes).
-    /// `None`: not done that way (the caller copies through the link).
-    fn direct_copy(
-        &self,
-        device: u64,
-        host: usize,
-        len: usize,
-        stream: u64,
-        to_device: bool,
-    ) -> Option<Result<(), Status>> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if len < DIRECT_MIN || !self.direct.load(Relaxed) {
-            return None;
-        }
-        let o = ops::MemcpyHost {
-            device: U64::new(device),
-            host: U64::new(host as u64),
-            len: U64::new(len as u64),
-            stream: U64::new(stream),
-            to_device: U32::new(u32::from(to_device)),
-            reserved: U32::new(0),
-        };
-        match self.call_unit(Opcode::MemcpyProcess, o.as_bytes()) {
-            Err(Status::NOT_SUPPORTED) | Err(Status::UNSUPPORTED_OPCODE) => {
-                tracing::debug!("the worker cannot reach this process's memory; copies go through the ring");
-                self.direct.store(false, Relaxed);
-                None
-            }
-            r => Some(r),
-        }
-    }
-
     fn striped(&self, len: usize) -> bool {
         self.striping && len >= remora_transport::stripes::MIN_STRIPED
-    }
-
-    /// Whether large pageable copies go straight between the worker and this process (shm,
-    /// while the worker may reach this process's memory).
-    pub fn direct_copies(&self) -> bool {
-        self.direct.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many extra TCP connections carry this session's large copies (0: none).
@@ -827,9 +767,6 @@ impl Client {
 
     /// Host → device copy, waiting for completion.
     pub fn memcpy_htod(&self, dst: u64, src: &[u8]) -> Result<(), Status> {
-        if let Some(r) = self.direct_copy(dst, src.as_ptr() as usize, src.len(), 0, true) {
-            return r;
-        }
         if self.striped(src.len()) {
             return self.striped_htod(dst, src, 0, true);
         }
@@ -854,9 +791,6 @@ impl Client {
 
     /// Device → host copy into `dst`, ordered on `stream`; returns when the bytes are in `dst`.
     pub fn memcpy_dtoh_on(&self, dst: &mut [u8], src: u64, stream: u64) -> Result<(), Status> {
-        if let Some(r) = self.direct_copy(src, dst.as_mut_ptr() as usize, dst.len(), stream, false) {
-            return r;
-        }
         if self.striped(dst.len()) {
             return self.striped_dtoh(dst, src, stream);
         }

@@ -417,10 +417,6 @@ impl Link for ShmLink {
         self.peer.clone()
     }
 
-    fn peer_process(&self) -> Option<u32> {
-        sys::peer_pid(self.sock.as_raw_fd()).and_then(|p| u32::try_from(p).ok())
-    }
-
     fn into_handoff(mut self: Box<Self>) -> Result<Handoff> {
         // Everything sent is already published (send publishes before returning) and every read
         // published its tail; make sure anyway, so the next holder resumes exactly here.
