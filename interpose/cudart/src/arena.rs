@@ -17,6 +17,10 @@ use remora_wire::Status;
 use crate::state::{cuda, CudaError, Runtime};
 
 const PAGE: usize = 4096;
+/// Host → device copies from an arena at least this large are DMAed by the worker from the
+/// shared memory; smaller ones go inline with their request (measured on the H200: a 4 B copy
+/// 8.2–8.7 µs through the arena's DMA against 3.5–4.3 µs inline; 64 KiB favours the DMA).
+pub(crate) const DMA_MIN: usize = 16 << 10;
 /// Addresses tried before falling back to plain memory.
 const PLACEMENT_TRIES: usize = 8;
 

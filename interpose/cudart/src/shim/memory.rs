@@ -122,8 +122,10 @@ fn copy_once(
             device_range(rt, d, count)?;
             mirror::host_access(rt, src as usize)?;
             mirror::touch(rt, &[], &[(d, count)])?;
-            if arena::containing(src as usize, count).is_some() {
-                // Shared pinned memory: the worker DMAs straight from it.
+            if count >= arena::DMA_MIN && arena::containing(src as usize, count).is_some() {
+                // Shared pinned memory: the worker DMAs straight from it. (Smaller copies go
+                // inline with their request: one message is quicker than a DMA request plus
+                // a wait for it, and an asynchronous copy of them stays fire-and-forget.)
                 return rt.client.memcpy_host(d, src as u64, count as u64, stream, true, wait).map_err(cuda);
             }
             if let Some(rkey) = nic::direct(src as usize, count) {
