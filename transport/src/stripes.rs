@@ -35,6 +35,9 @@ pub const MIN_STRIPED: usize = 4 << 20;
 pub const MAX_STRIPES: usize = 16;
 /// How long the worker waits for the connections the client says it made.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the client tries to reach the worker's port (a firewall or a port mapping may hide
+/// it; the session then goes on without stripes, so a short wait costs little).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Parts are split on this boundary (except the last).
 const ALIGN: usize = 4096;
 
@@ -227,7 +230,7 @@ pub fn join(link: &mut dyn Link, server: IpAddr, wanted: usize) -> Result<Stripe
     if n > 1 {
         let to = SocketAddr::new(server, o.port.get());
         for i in 0..n {
-            let made = TcpStream::connect_timeout(&to, ACCEPT_TIMEOUT).and_then(|s| {
+            let made = TcpStream::connect_timeout(&to, CONNECT_TIMEOUT).and_then(|s| {
                 let mut hello = [0u8; 34];
                 hello[..32].copy_from_slice(&o.secret);
                 hello[32..].copy_from_slice(&u16::try_from(i).unwrap_or(0).to_le_bytes());
@@ -237,7 +240,9 @@ pub fn join(link: &mut dyn Link, server: IpAddr, wanted: usize) -> Result<Stripe
             match made {
                 Ok(s) => conns.push(s),
                 Err(e) => {
-                    tracing::debug!("stripe {i} to {to}: {e}; going on without stripes");
+                    tracing::info!(
+                        "stripe {i} to {to}: {e}; going on without extra connections (REMORA_TCP_STREAMS=1 skips trying)"
+                    );
                     conns.clear();
                     break;
                 }
@@ -298,5 +303,45 @@ mod tests {
         assert!(back == data);
         s.send_piece(&vec![1u8; 12345]).unwrap();
         drop(server.join().unwrap());
+    }
+
+    /// A server side that offers 4 and reports what it accepted; then a ping on the main link.
+    fn serve_offer() -> (crate::Endpoint, std::thread::JoinHandle<usize>) {
+        let mut l = crate::tcp::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ep = crate::Listener::local_endpoint(&l);
+        let t = std::thread::spawn(move || {
+            let mut link = crate::Listener::accept(&mut l).unwrap();
+            let s = offer(&mut *link, 4).unwrap();
+            let mut b = [0u8; 4];
+            link.recv_exact(&mut b).unwrap();
+            assert_eq!(&b, b"ping", "the main link is in step after the offer");
+            s.len()
+        });
+        (ep, t)
+    }
+
+    #[test]
+    fn a_client_that_wants_none_gets_none_and_goes_on() {
+        let (ep, server) = serve_offer();
+        let mut c = crate::connect(&ep).unwrap();
+        let s = join(&mut *c, "127.0.0.1".parse().unwrap(), 1).unwrap();
+        assert!(s.is_empty() && !s.wants(64 << 20));
+        c.send(&[b"ping"]).unwrap();
+        assert_eq!(server.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn connections_without_the_secret_are_refused_and_the_session_goes_on() {
+        let (ep, server) = serve_offer();
+        let mut c = crate::connect(&ep).unwrap();
+        let p = recv_frame(&mut *c, Opcode::StripeOffer).unwrap();
+        let o = ops::StripeOffer::read_from_prefix(&p).unwrap().0;
+        let port = o.port.get();
+        let bad = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        (&bad).write_all(&[0u8; 34]).unwrap();
+        send_join(&mut *c, 1).unwrap();
+        assert_eq!(recv_join(&mut *c).unwrap(), 0, "the worker accepted a connection without the secret");
+        c.send(&[b"ping"]).unwrap();
+        assert_eq!(server.join().unwrap(), 0);
     }
 }
