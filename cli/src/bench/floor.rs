@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use remora_interpose::client::Client;
-use remora_transport::{connect, listen, recv_header, send_frame, Endpoint, Error, Link};
+use remora_transport::{connect, listen, recv_header, send_frame, verbs, Endpoint, Error, Link};
 use remora_wire::{Header, Opcode, Status, HEADER_LEN};
 
 use super::output::Stat;
@@ -94,16 +94,21 @@ fn echo(mut link: Box<dyn Link>) -> Result<(), Error> {
     }
 }
 
-/// Where a floor link listens: loopback tcp on a free port, or a fresh shm name.
-fn endpoint(t: Transport) -> Endpoint {
-    match t {
+/// Where a floor link listens: loopback tcp on a free port, a fresh shm name, or tcp on the
+/// RDMA device's address (then moved to a queue pair).
+fn endpoint(t: Transport) -> anyhow::Result<Endpoint> {
+    Ok(match t {
         Transport::Tcp => Endpoint::Tcp("127.0.0.1:0".into()),
         Transport::Shm => {
             static N: AtomicUsize = AtomicUsize::new(0);
             let n = N.fetch_add(1, Ordering::Relaxed);
             Endpoint::Shm(format!("remora-bench-floor-{}-{n}", std::process::id()))
         }
-    }
+        Transport::Rdma => {
+            let ip = super::server::rdma_ip().context("no RDMA device with an IPv4 address here")?;
+            Endpoint::Tcp(format!("{ip}:0"))
+        }
+    })
 }
 
 /// One request and its reply; returns the reply's payload length.
@@ -120,18 +125,25 @@ fn round_trip(link: &mut dyn Link, id: u64, op: Opcode, payload: &[u8], back: &m
 
 /// Measure `t`'s floor: `rtt_iters` round trips of 64 B, `streams` streams of 256 MiB.
 pub(crate) fn measure(t: Transport, rtt_iters: usize, streams: usize) -> anyhow::Result<Floor> {
-    let mut listener = listen(&endpoint(t)).with_context(|| format!("listening for the {t} floor"))?;
+    let mut listener = listen(&endpoint(t)?).with_context(|| format!("listening for the {t} floor"))?;
     let ep = listener.local_endpoint();
     let (tx, rx) = std::sync::mpsc::channel();
     // Not scoped: if connecting fails, the thread stays blocked in accept and must not be joined.
     std::thread::Builder::new()
         .name("remora-bench-echo".into())
         .spawn(move || {
-            let r = listener.accept().and_then(echo);
+            let r = listener.accept().and_then(|link| match t {
+                // rdma: the link moves to a queue pair, as a session's does after its Welcome.
+                Transport::Rdma => verbs::serve_upgrade(link, verbs::SETUP_TIMEOUT).and_then(echo),
+                _ => echo(link),
+            });
             let _ = tx.send(r);
         })
         .context("starting the echo thread")?;
     let mut link = connect(&ep).with_context(|| format!("connecting to {ep}"))?;
+    if t == Transport::Rdma {
+        link = verbs::client_upgrade(link, verbs::SETUP_TIMEOUT).context("moving the floor link to rdma")?;
+    }
 
     let payload = [7u8; RTT_FRAME - HEADER_LEN];
     let mut back = [0u8; RTT_FRAME - HEADER_LEN];

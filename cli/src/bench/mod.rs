@@ -26,14 +26,15 @@ use report::{Column, State};
 /// Arguments of `remora bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// Server to measure (tcp://host:port, shm://name); repeat for several. Without it, bench
+    /// Server to measure (tcp://host:port, shm://name, rdma://host:port); repeat for several. Without it, bench
     /// starts its own (`remora serve`, --backend) on a free loopback port and a fresh shm name.
     #[arg(long = "server")]
     servers: Vec<String>,
     /// Token for the servers.
     #[arg(long, env = "REMORA_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// Transports to measure: tcp, shm or all.
+    /// Transports to measure: tcp, shm, rdma or all (rdma included where this machine has a
+    /// usable RDMA device with an IPv4 address).
     #[arg(long, value_enum, default_value_t = Which::All)]
     transport: Which,
     /// Write the table as CSV to this file.
@@ -67,6 +68,7 @@ pub(crate) struct Args {
 enum Which {
     Tcp,
     Shm,
+    Rdma,
     All,
 }
 
@@ -75,6 +77,8 @@ impl Which {
         match self {
             Which::Tcp => vec![Transport::Tcp],
             Which::Shm => vec![Transport::Shm],
+            Which::Rdma => vec![Transport::Rdma],
+            Which::All if server::rdma_ip().is_some() => vec![Transport::Tcp, Transport::Shm, Transport::Rdma],
             Which::All => vec![Transport::Tcp, Transport::Shm],
         }
     }
@@ -85,6 +89,7 @@ impl Which {
 pub(crate) enum Transport {
     Tcp,
     Shm,
+    Rdma,
 }
 
 impl Transport {
@@ -92,6 +97,7 @@ impl Transport {
         match url.split_once("://")?.0 {
             "tcp" => Some(Transport::Tcp),
             "shm" => Some(Transport::Shm),
+            "rdma" => Some(Transport::Rdma),
             _ => None,
         }
     }
@@ -102,6 +108,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::Tcp => "tcp",
             Transport::Shm => "shm",
+            Transport::Rdma => "rdma",
         })
     }
 }
@@ -189,7 +196,8 @@ fn remote_column(
 ) -> Column {
     eprintln!("remora bench: {} run over {}", t.label, t.url);
     let patience = Duration::from_secs(120);
-    let client = match server::connect(t.url, a.token.as_deref(), own, patience) {
+    let token = a.token.clone().or_else(|| own.as_ref().and_then(|s| s.token.clone()));
+    let client = match server::connect(t.url, token.as_deref(), own, patience) {
         Ok(c) => c,
         Err(e) => return column(&t.label, t.url.to_string(), State::Failed { why: format!("{e:#}"), partial: None }),
     };
@@ -203,7 +211,7 @@ fn remote_column(
     }
     let mut cmd = Command::new(program);
     cmd.args(&args).env("LD_LIBRARY_PATH", program::ld_library_path(remora_dir)).env("REMORA_SERVER", t.url);
-    if let Some(tok) = &a.token {
+    if let Some(tok) = &token {
         cmd.env("REMORA_TOKEN", tok);
     }
     let state = program::check_library(program::run(&t.label, cmd), remora_lib, true);
@@ -231,8 +239,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     };
     let mut targets: Vec<(Transport, String)> = Vec::new();
     for url in &a.servers {
-        let t =
-            Transport::of(url).with_context(|| format!("--server {url}: expected tcp://host:port or shm://name"))?;
+        let t = Transport::of(url)
+            .with_context(|| format!("--server {url}: expected tcp://host:port, shm://name or rdma://host:port"))?;
         if transports.contains(&t) {
             targets.push((t, url.clone()));
         } else {
@@ -340,6 +348,7 @@ impl Args {
         match self.transport {
             Which::Tcp => "tcp",
             Which::Shm => "shm",
+            Which::Rdma => "rdma",
             Which::All => "all",
         }
     }

@@ -16,11 +16,19 @@ pub(crate) struct OwnServer {
     log: PathBuf,
     /// Its endpoints, one per transport asked for.
     pub(crate) urls: Vec<(Transport, String)>,
+    /// The token it requires (made up when it listens on rdma://, which is not loopback).
+    pub(crate) token: Option<String>,
+}
+
+/// The IPv4 address of this machine's first RDMA device, where rdma:// can be measured.
+pub(crate) fn rdma_ip() -> Option<std::net::Ipv4Addr> {
+    remora_transport::verbs::available().ok()?;
+    remora_transport::verbs::ipv4_addresses().first().map(|(_, ip)| *ip)
 }
 
 /// A tcp port nobody listens on now (the kernel's pick; free again once dropped).
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free tcp port")?;
+fn free_port_on(ip: std::net::IpAddr) -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind((ip, 0)).context("finding a free tcp port")?;
     Ok(l.local_addr().context("finding a free tcp port")?.port())
 }
 
@@ -33,8 +41,12 @@ impl OwnServer {
             urls.push((
                 t,
                 match t {
-                    Transport::Tcp => format!("tcp://127.0.0.1:{}", free_port()?),
+                    Transport::Tcp => format!("tcp://127.0.0.1:{}", free_port_on([127, 0, 0, 1].into())?),
                     Transport::Shm => format!("shm://remora-bench-{}", std::process::id()),
+                    Transport::Rdma => {
+                        let ip = rdma_ip().context("no RDMA device with an IPv4 address here")?;
+                        format!("rdma://{ip}:{}", free_port_on(ip.into())?)
+                    }
                 },
             ));
         }
@@ -47,12 +59,20 @@ impl OwnServer {
         for (_, u) in &urls {
             cmd.args(["--listen", u]);
         }
+        // A listener off loopback needs a token; make one up for this run.
+        let token = urls.iter().any(|(t, _)| *t == Transport::Rdma).then(|| {
+            let n = remora_transport::auth::nonce();
+            n.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        });
+        if let Some(t) = &token {
+            cmd.env("REMORA_TOKEN", t);
+        }
         if std::env::var_os("REMORA_LOG").is_none() && std::env::var_os("RUST_LOG").is_none() {
             cmd.env("REMORA_LOG", "warn");
         }
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let child = cmd.spawn().with_context(|| format!("starting {} serve", exe.display()))?;
-        Ok(OwnServer { child, log, urls })
+        Ok(OwnServer { child, log, urls, token })
     }
 
     /// The end of the server's log.
