@@ -269,7 +269,9 @@ impl Staging {
         wait: bool,
     ) -> Outcome {
         if let Err(e) = self.registered_with(remote) {
-            return Outcome::Link(e);
+            // The session goes on; the client copies through the message path instead.
+            tracing::warn!("cannot register the staging halves with the NIC ({e}); answering NOT_SUPPORTED");
+            return Outcome::Done(Err(Status::NOT_SUPPORTED));
         }
         self.htod_with(backend, to, wait, |half, off| remote.read(half, host + off as u64, rkey))
     }
@@ -286,7 +288,9 @@ impl Staging {
         rkey: u32,
     ) -> Outcome {
         if let Err(e) = self.registered_with(remote) {
-            return Outcome::Link(e);
+            // The session goes on; the client copies through the message path instead.
+            tracing::warn!("cannot register the staging halves with the NIC ({e}); answering NOT_SUPPORTED");
+            return Outcome::Done(Err(Status::NOT_SUPPORTED));
         }
         let remote = std::cell::RefCell::new(remote);
         self.dtoh_with(

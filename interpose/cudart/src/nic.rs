@@ -12,26 +12,64 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 use remora_transport::Endpoint;
 
+use remora_wire::Status;
+
 use crate::state::Runtime;
 
 /// Copies smaller than this go inline even from registered memory.
 pub(crate) const DIRECT_MIN: usize = 64 << 10;
 const PAGE: usize = 4096;
 
-/// Registered ranges: base → (length, remote key).
-static REGIONS: Mutex<BTreeMap<usize, (usize, u32)>> = Mutex::new(BTreeMap::new());
+/// Registered ranges: page-aligned base → (length, remote key, the address the application
+/// pinned, which frees it).
+static REGIONS: Mutex<BTreeMap<usize, (usize, u32, usize)>> = Mutex::new(BTreeMap::new());
 /// Whether any range is registered: the one check a copy pays when none is.
 static ANY: AtomicBool = AtomicBool::new(false);
+/// Whether a direct copy has succeeded: until one has, direct copies wait for their answer, so
+/// a worker that cannot do them (`NOT_SUPPORTED`) is noticed and the copy redone inline.
+static VERIFIED: AtomicBool = AtomicBool::new(false);
+/// Set when the worker cannot do direct copies: every copy goes through the message path.
+static OFF: AtomicBool = AtomicBool::new(false);
 
 /// The remote key of the registered range holding `[ptr, ptr + len)`, for a copy this large.
 pub(crate) fn direct(ptr: usize, len: usize) -> Option<u32> {
-    if len < DIRECT_MIN || !ANY.load(Ordering::Acquire) {
+    if len < DIRECT_MIN || !ANY.load(Ordering::Acquire) || OFF.load(Ordering::Relaxed) {
         return None;
     }
     let end = ptr.checked_add(len)?;
     let r = REGIONS.lock();
-    let (&base, &(rlen, rkey)) = r.range(..=ptr).next_back()?;
+    let (&base, &(rlen, rkey, _)) = r.range(..=ptr).next_back()?;
     (end <= base + rlen).then_some(rkey)
+}
+
+/// A direct copy of `len` bytes between device address `device` and registered host memory
+/// `host` (key `rkey`). `None` when the worker cannot do it (the caller copies inline; later
+/// copies do too).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn copy(
+    rt: &Runtime,
+    device: u64,
+    host: u64,
+    len: usize,
+    stream: u64,
+    rkey: u32,
+    to_device: bool,
+    wait: bool,
+) -> Option<Result<(), Status>> {
+    let wait = wait || !VERIFIED.load(Ordering::Relaxed);
+    match rt.client.memcpy_remote(device, host, len as u64, stream, rkey, to_device, wait) {
+        Err(Status::NOT_SUPPORTED) => {
+            tracing::warn!("the worker cannot move pinned memory by RDMA; copying through the message path");
+            OFF.store(true, Ordering::Relaxed);
+            None
+        }
+        r => {
+            if r.is_ok() && wait {
+                VERIFIED.store(true, Ordering::Relaxed);
+            }
+            Some(r)
+        }
+    }
 }
 
 /// Register the pinned range `[addr, addr + len)` with the NIC (whole pages). Does nothing off
@@ -50,7 +88,7 @@ pub(crate) unsafe fn register(rt: &Runtime, addr: usize, len: usize) {
     match unsafe { rt.client.register_remote(base, end - base) } {
         Some(Ok(rkey)) => {
             tracing::debug!("pinned {len} bytes at {addr:#x} registered with the NIC");
-            REGIONS.lock().insert(base, (end - base, rkey));
+            REGIONS.lock().insert(base, (end - base, rkey, addr));
             ANY.store(true, Ordering::Release);
         }
         Some(Err(e)) => tracing::warn!("pinned memory at {addr:#x} stays off the direct RDMA path: {e}"),
@@ -58,13 +96,23 @@ pub(crate) unsafe fn register(rt: &Runtime, addr: usize, len: usize) {
     }
 }
 
-/// Forget the registration of the range that starts on `addr`'s page.
+/// Forget the registration made for the pinned range at `addr` (`cudaFreeHost`,
+/// `cudaHostUnregister`). A fire-and-forget copy may still be queued in the worker with its key:
+/// one round trip first (the worker answers in order, after finishing every earlier copy), so
+/// the worker never reads or writes a region that is gone.
 pub(crate) fn unregister(rt: &Runtime, addr: usize) {
     if !ANY.load(Ordering::Acquire) {
         return;
     }
     let base = addr & !(PAGE - 1);
-    if REGIONS.lock().remove(&base).is_some() {
-        rt.client.deregister_remote(base);
+    let mut regions = REGIONS.lock();
+    if !matches!(regions.get(&base), Some(&(_, _, a)) if a == addr) {
+        return;
     }
+    regions.remove(&base);
+    drop(regions);
+    if let Err(s) = rt.client.ping() {
+        tracing::debug!(?s, "round trip before deregistering pinned memory failed");
+    }
+    rt.client.deregister_remote(base);
 }

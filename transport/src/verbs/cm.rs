@@ -30,6 +30,10 @@ pub(crate) const SEND_SLOTS: u32 = 64;
 pub(crate) const RDMA_DEPTH: u32 = 16;
 /// Inline data asked for (sends this small skip the DMA read of the send buffer).
 const INLINE: u32 = 220;
+/// `RDMA_MAX_RESP_RES` and `RDMA_MAX_INIT_DEPTH` of `<rdma/rdma_cma.h>`: "as many as the
+/// device allows".
+const RDMA_MAX_RESP_RES: u8 = 0xFF;
+const RDMA_MAX_INIT_DEPTH: u8 = 0xFF;
 /// Length of the secret a client proves in its connect request's private data.
 pub(crate) const SECRET_LEN: usize = 32;
 
@@ -332,8 +336,10 @@ impl Connection {
             p.private_data = s.as_ptr().cast();
             p.private_data_len = SECRET_LEN as u8;
         }
-        p.responder_resources = RDMA_DEPTH as u8;
-        p.initiator_depth = RDMA_DEPTH as u8;
+        // librdmacm replaces these maxima with the device's own limits (a fixed number above
+        // a device's limit is refused). More RDMA READs than the negotiated depth only queue.
+        p.responder_resources = RDMA_MAX_RESP_RES;
+        p.initiator_depth = RDMA_MAX_INIT_DEPTH;
         p.retry_count = 7;
         // Credits guarantee a posted receive for every send: receiver-not-ready never happens
         // unless a peer misbehaves, and then the connection should fail rather than hang.
@@ -341,13 +347,15 @@ impl Connection {
         p
     }
 
-    /// Client: resolve `to`, make the queues, let `prepare` post receives, connect proving `secret`.
-    pub(crate) fn connect(
+    /// Client: resolve `to`, make the queues, let `prepare` register buffers and post receives,
+    /// connect proving `secret`. What `prepare` made comes back with the connection; on a later
+    /// failure it is dropped first (its regions before the protection domain).
+    pub(crate) fn connect<T>(
         to: SocketAddr,
         secret: &[u8; SECRET_LEN],
         timeout: Duration,
-        prepare: impl FnOnce(&mut Connection) -> Result<()>,
-    ) -> Result<Connection> {
+        prepare: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<(Connection, T)> {
         let v = verbs().map_err(rdma_err)?;
         let deadline = Instant::now() + timeout;
         let channel = Channel::new(v)?;
@@ -370,7 +378,8 @@ impl Connection {
         }
         c.channel.expect(rdma_cm_event_type::RDMA_CM_EVENT_ROUTE_RESOLVED, deadline, &format!("route to {to}"))?;
         c.make_queues()?;
-        prepare(&mut c)?;
+        // Declared after `c`: dropped before it on every early return below.
+        let made = prepare(&mut c)?;
         let mut p = Connection::conn_param(Some(secret));
         // SAFETY: `id` has a queue pair; `p` and the secret it points to live across the call.
         if unsafe { (v.rdma_connect)(id, &mut p) } != 0 {
@@ -378,7 +387,7 @@ impl Connection {
         }
         c.channel.expect(rdma_cm_event_type::RDMA_CM_EVENT_ESTABLISHED, deadline, &format!("connect to {to}"))?;
         c.connected = true;
-        Ok(c)
+        Ok((c, made))
     }
 
     /// Device name of the connection, for logs.
@@ -474,13 +483,13 @@ impl Acceptor {
     }
 
     /// Accept the first connect request that proves `secret` (others are rejected), making
-    /// the queues and letting `prepare` post receives before accepting.
-    pub(crate) fn accept(
+    /// the queues and letting `prepare` register buffers and post receives before accepting.
+    pub(crate) fn accept<T>(
         mut self,
         secret: &[u8; SECRET_LEN],
         timeout: Duration,
-        prepare: impl FnOnce(&mut Connection) -> Result<()>,
-    ) -> Result<Connection> {
+        prepare: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<(Connection, T)> {
         let deadline = Instant::now() + timeout;
         let channel = self.channel.as_ref().ok_or_else(|| rdma_err("acceptor used twice".into()))?;
         let v = channel.v;
@@ -510,7 +519,8 @@ impl Acceptor {
         let channel = self.channel.take().ok_or_else(|| rdma_err("acceptor used twice".into()))?;
         let mut c = Connection::new(channel, child);
         c.make_queues()?;
-        prepare(&mut c)?;
+        // Declared after `c`: dropped before it on every early return below.
+        let made = prepare(&mut c)?;
         let mut p = Connection::conn_param(None);
         // SAFETY: `child` has a queue pair with receives posted.
         if unsafe { (v.rdma_accept)(child, &mut p) } != 0 {
@@ -518,7 +528,7 @@ impl Acceptor {
         }
         c.channel.expect(rdma_cm_event_type::RDMA_CM_EVENT_ESTABLISHED, deadline, "accept the RDMA connection")?;
         c.connected = true;
-        Ok(c)
+        Ok((c, made))
     }
 }
 

@@ -28,6 +28,10 @@ const SEND_TAG: u64 = 1 << 63;
 const RDMA_CHUNK: usize = 1 << 20;
 /// Least time between two end-of-stream checks of the liveness socket while spinning.
 const EOF_CHECK_INTERVAL: Duration = Duration::from_millis(1);
+/// How long completions are still looked for after the peer's socket closed.
+const PEER_GONE_GRACE: Duration = Duration::from_millis(20);
+/// How long a dropped link waits for its last sends to complete before disconnecting.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Longest sleep before the queues are checked again while parked.
 const PARK_SLICE: Duration = Duration::from_millis(100);
 
@@ -221,7 +225,7 @@ impl VerbsLink {
                 self.ready.push_back((slot, wc.byte_len as usize));
             }
         }
-        Ok(())
+        self.return_credits()
     }
 
     fn repost(&mut self, slot: u32) -> Result<()> {
@@ -229,8 +233,13 @@ impl VerbsLink {
             return Err(self.set_broken(e));
         }
         self.owed += 1;
-        // Return credits without waiting for data to carry them when half the slots are owed
-        // (the last credit is kept for exactly this message).
+        self.return_credits()
+    }
+
+    /// Return credits without waiting for data to carry them once half the slots are owed (the
+    /// last credit is kept for exactly this message). Tried again at every harvest, so an update
+    /// skipped for a full send window still goes out.
+    fn return_credits(&mut self) -> Result<()> {
         if self.owed >= RECV_SLOTS / 2 && self.credits >= 1 && self.sent - self.done < SEND_SLOTS as u64 {
             self.post_send(0, 0)?;
         }
@@ -275,10 +284,14 @@ impl VerbsLink {
                 return Ok(true);
             }
             if self.peer_gone(false) {
-                // Whatever arrived before the peer went has been harvested above.
-                self.progress()?;
-                if self.satisfied(want) {
-                    return Ok(true);
+                // The peer's last sends may complete here a moment after its socket closed.
+                let grace = Instant::now() + PEER_GONE_GRACE;
+                while Instant::now() < grace {
+                    self.progress()?;
+                    if self.satisfied(want) {
+                        return Ok(true);
+                    }
+                    std::thread::yield_now();
                 }
                 return Err(Error::PeerClosed);
             }
@@ -305,7 +318,7 @@ impl VerbsLink {
                     continue;
                 }
             }
-            self.park(deadline)?;
+            self.park(want, deadline)?;
         }
     }
 
@@ -324,14 +337,14 @@ impl VerbsLink {
     }
 
     /// Sleep until the receive queue has a completion, the peer goes, or a slice passes.
-    fn park(&mut self, deadline: Option<Instant>) -> Result<()> {
+    fn park(&mut self, want: Want, deadline: Option<Instant>) -> Result<()> {
         // SAFETY: the receive CQ is live and has a completion channel.
         if unsafe { ibv_req_notify_cq(self.conn.recv_cq, 0) } != 0 {
             return Err(self.set_broken(super::cm::fail("ibv_req_notify_cq")));
         }
         // A completion that arrived before the request was armed raises no event: look again.
         self.progress()?;
-        if !self.ready.is_empty() {
+        if self.satisfied(want) || !self.ready.is_empty() {
             return Ok(());
         }
         let mut slice = PARK_SLICE;
@@ -364,9 +377,18 @@ impl VerbsLink {
 
     /// Post one SEND of `len` bytes of send slot `slot` (0 bytes: a credit update).
     fn post_send(&mut self, slot: usize, len: usize) -> Result<()> {
+        self.post_send_flagged(slot, len, false)
+    }
+
+    /// A bare credit update that asks for a completion (covering every earlier send).
+    fn post_signaled_update(&mut self) -> Result<()> {
+        self.post_send_flagged(0, 0, true)
+    }
+
+    fn post_send_flagged(&mut self, slot: usize, len: usize, signaled: bool) -> Result<()> {
         let seq = self.sent;
         let mut flags = 0;
-        if seq % SIGNAL_EVERY == SIGNAL_EVERY - 1 {
+        if signaled || seq % SIGNAL_EVERY == SIGNAL_EVERY - 1 {
             flags |= ibv_send_flags::IBV_SEND_SIGNALED.0;
         }
         if len > 0 && len <= self.conn.max_inline as usize {
@@ -431,8 +453,9 @@ impl VerbsLink {
             wr.wr.rdma = rdma_t { remote_addr: remote + off as u64, rkey };
             let mut bad = std::ptr::null_mut();
             // SAFETY: the local range is inside a registered region (checked above) that the
-            // caller keeps untouched until this function returns, which is after every
-            // operation posted here has completed.
+            // caller keeps untouched until this function returns. On success that is after every
+            // operation posted here has completed; on an error the link is broken for good and
+            // its queue pair is destroyed (flushing what is left) before the region goes.
             if unsafe { ibv_post_send(self.conn.qp, &mut wr, &mut bad) } != 0 {
                 return Err(self.set_broken(super::cm::fail("ibv_post_send (rdma)")));
             }
@@ -446,6 +469,28 @@ impl VerbsLink {
             self.counters.rdma_write_bytes += len as u64;
         }
         Ok(())
+    }
+}
+
+impl Drop for VerbsLink {
+    /// Let the last sends (a Goodbye's reply, say) reach the peer before the regions go and the
+    /// queue pair is disconnected, which would flush them.
+    fn drop(&mut self) {
+        if self.broken.is_some() || self.sent == self.done {
+            return;
+        }
+        // Unsignaled sends complete only through a later signaled one: a bare credit update,
+        // signaled, when a credit is left (there is one unless a credit update took it).
+        if self.credits >= 1 && self.sent - self.done < SEND_SLOTS as u64 && self.post_signaled_update().is_err() {
+            return;
+        }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.done < self.sent && Instant::now() < deadline && self.progress().is_ok() {
+            if self.peer_gone(false) {
+                break;
+            }
+            std::thread::yield_now();
+        }
     }
 }
 

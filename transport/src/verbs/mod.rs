@@ -142,9 +142,8 @@ fn tcp_of(link: Box<dyn Link>) -> Result<(TcpStream, String)> {
     Ok((TcpStream::from(fd), peer))
 }
 
-fn build(conn: Connection, tcp: TcpStream, peer: String, bufs: Option<Bufs>) -> Result<Box<dyn Link>> {
-    let (send, recv) = bufs.ok_or_else(|| Error::Protocol("rdma buffers were not prepared".into()))?;
-    Ok(Box::new(VerbsLink::new(conn, send, recv, tcp, peer)))
+fn build(conn: Connection, tcp: TcpStream, peer: String, (send, recv): Bufs) -> Box<dyn Link> {
+    Box::new(VerbsLink::new(conn, send, recv, tcp, peer))
 }
 
 type Bufs = ((cm::Mr, Box<[u8]>), (cm::Mr, Box<[u8]>));
@@ -180,17 +179,13 @@ pub fn serve_upgrade(link: Box<dyn Link>, timeout: Duration) -> Result<Box<dyn L
     let offer = ops::RdmaOffer { port: U16::new(acceptor.port()), reserved: [0; 6], secret };
     let hdr = Header::request(Opcode::RdmaOffer, 0, offer.as_bytes().len() as u64);
     send_frame(&mut reply, &hdr, offer.as_bytes(), &[])?;
-    let mut bufs = None;
-    let conn = acceptor.accept(&secret, timeout, |c| {
-        bufs = Some(prepare(c)?);
-        Ok(())
-    })?;
+    let (conn, bufs) = acceptor.accept(&secret, timeout, prepare)?;
     tracing::info!(
         device = conn.device_name(),
         port = offer.port.get(),
         "session moved to rdma; bulk copies by RDMA READ/WRITE through pinned staging (GPUDirect RDMA not used)"
     );
-    build(conn, tcp, peer, bufs)
+    Ok(build(conn, tcp, peer, bufs))
 }
 
 /// Client side, right after the Welcome: take the worker's [`Opcode::RdmaOffer`] and connect
@@ -214,13 +209,9 @@ pub fn client_upgrade(mut link: Box<dyn Link>, timeout: Duration) -> Result<Box<
     let server = tcp.peer_addr().map_err(|e| Error::io("tcp peer address", e))?;
     let to = SocketAddr::new(server.ip(), offer.port.get());
     let secret: [u8; SECRET_LEN] = offer.secret;
-    let mut bufs = None;
-    let conn = Connection::connect(to, &secret, timeout, |c| {
-        bufs = Some(prepare(c)?);
-        Ok(())
-    })?;
+    let (conn, bufs) = Connection::connect(to, &secret, timeout, prepare)?;
     tracing::debug!(device = conn.device_name(), %to, "session moved to rdma");
-    build(conn, tcp, peer, bufs)
+    Ok(build(conn, tcp, peer, bufs))
 }
 
 /// IPv4 addresses that RDMA devices carry (RoCE v2 GIDs of the form `::ffff:a.b.c.d`, read

@@ -130,7 +130,9 @@ fn copy_once(
             }
             if let Some(rkey) = nic::direct(src as usize, count) {
                 // Registered with the NIC: the worker pulls the bytes with RDMA READ.
-                return rt.client.memcpy_remote(d, src as u64, count as u64, stream, rkey, true, wait).map_err(cuda);
+                if let Some(r) = nic::copy(rt, d, src as u64, count, stream, rkey, true, wait) {
+                    return r.map_err(cuda);
+                }
             }
             // SAFETY: `src` is a host buffer of `count` bytes.
             let data = unsafe { ffi::bytes(src as *const u8, count) }?;
@@ -152,7 +154,9 @@ fn copy_once(
             if let Some(rkey) = nic::direct(dst as usize, count) {
                 // Registered with the NIC: the worker pushes the bytes with RDMA WRITE, before
                 // the reply of this copy (or of the next synchronisation) arrives.
-                return rt.client.memcpy_remote(s, dst as u64, count as u64, stream, rkey, false, wait).map_err(cuda);
+                if let Some(r) = nic::copy(rt, s, dst as u64, count, stream, rkey, false, wait) {
+                    return r.map_err(cuda);
+                }
             }
             // SAFETY: `dst` is a host buffer of `count` writable bytes.
             let out = unsafe { ffi::bytes_mut(dst as *mut u8, count) }?;
