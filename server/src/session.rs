@@ -590,12 +590,14 @@ impl<'s> Session<'s> {
                     let proto = &mut self.proto;
                     let link = &mut self.link;
                     let hdr = f.hdr;
-                    let first = |half: &[u8]| {
-                        let reply = proto.reply(&hdr, Status::SUCCESS, 0);
-                        send_reply(&mut **link, reply, &output, &[])?;
+                    let drain = |half: &[u8], off: usize| {
+                        if off == 0 {
+                            let reply = proto.reply(&hdr, Status::SUCCESS, 0);
+                            send_reply(&mut **link, reply, &output, &[])?;
+                        }
                         stripes.send_piece(half)
                     };
-                    match st.dtoh_with(&mut *self.backend, to, first, |half, _| stripes.send_piece(half)) {
+                    match st.dtoh_with(&mut *self.backend, to, drain) {
                         crate::staging::Outcome::Link(e) => return Err(End::from(e)),
                         crate::staging::Outcome::Done(Ok(())) => {
                             self.stats.bytes_out.fetch_add(to.len as u64, Ordering::Relaxed);

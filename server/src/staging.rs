@@ -181,15 +181,14 @@ impl Staging {
     }
 
     /// Device → host in halves, each DMA overlapping the previous half's `drain(half,
-    /// offset)`. `first` takes the first half instead of `drain` (and may send a reply head
-    /// before it, so a failure of the first DMA can still be an ordinary error reply:
-    /// `Done(Err)` then, with nothing drained). A device error after that ends the session
-    /// (`Link` with a protocol error), since the reply is already on its way.
+    /// offset)`. The first DMA is done before anything is drained, so `drain` may send a reply
+    /// head with offset 0 and a failure of that DMA can still be an ordinary error reply
+    /// (`Done(Err)`, nothing drained). A device error after that ends the session (`Link` with
+    /// a protocol error), since the reply is already on its way.
     pub fn dtoh_with(
         &mut self,
         backend: &mut dyn Backend,
         from: Target,
-        first: impl FnOnce(&[u8]) -> LinkResult,
         mut drain: impl FnMut(&[u8], usize) -> LinkResult,
     ) -> Outcome {
         let len = from.len;
@@ -205,7 +204,7 @@ impl Staging {
             let _ = self.settle(backend, 1);
             return Outcome::Done(Err(e));
         }
-        if let Err(e) = first(&self.half(0)[..chunk.min(len)]) {
+        if let Err(e) = drain(&self.half(0)[..chunk.min(len)], 0) {
             let _ = self.settle(backend, 1);
             return Outcome::Link(e);
         }
@@ -236,23 +235,25 @@ impl Staging {
         from: Target,
         first: impl FnOnce(&mut dyn Link, &[u8]) -> LinkResult,
     ) -> Outcome {
-        let link = std::cell::RefCell::new(link);
-        self.dtoh_with(
-            backend,
-            from,
-            |half| first(&mut **link.borrow_mut(), half),
-            |half, _| link.borrow_mut().send(&[half]),
-        )
+        let mut first = Some(first);
+        self.dtoh_with(backend, from, |half, _| match first.take() {
+            Some(head) => head(&mut *link, half),
+            None => link.send(&[half]),
+        })
     }
 
-    /// Register both halves with the link's network adapter (once per link).
-    fn registered_with(&mut self, remote: &mut dyn RemoteMemory) -> LinkResult {
+    /// Register both halves with the link's network adapter (once per link). A refusal is
+    /// `NOT_SUPPORTED`: the session goes on and the client copies through the message path.
+    fn registered_with(&mut self, remote: &mut dyn RemoteMemory) -> Result<(), Status> {
         let base = self.base as usize;
         if remote.registered(base, 2 * self.chunk).is_none() {
             // SAFETY: the halves stay mapped while this staging lives. Should it be unmapped
             // first, the registration only keeps its pages pinned until the link ends: its key
             // is never sent to the peer, and this side uses it only through this staging.
-            unsafe { remote.register(base, 2 * self.chunk) }?;
+            if let Err(e) = unsafe { remote.register(base, 2 * self.chunk) } {
+                tracing::warn!("cannot register the staging halves with the NIC ({e}); answering NOT_SUPPORTED");
+                return Err(Status::NOT_SUPPORTED);
+            }
         }
         Ok(())
     }
@@ -268,10 +269,8 @@ impl Staging {
         rkey: u32,
         wait: bool,
     ) -> Outcome {
-        if let Err(e) = self.registered_with(remote) {
-            // The session goes on; the client copies through the message path instead.
-            tracing::warn!("cannot register the staging halves with the NIC ({e}); answering NOT_SUPPORTED");
-            return Outcome::Done(Err(Status::NOT_SUPPORTED));
+        if let Err(s) = self.registered_with(remote) {
+            return Outcome::Done(Err(s));
         }
         self.htod_with(backend, to, wait, |half, off| remote.read(half, host + off as u64, rkey))
     }
@@ -287,18 +286,10 @@ impl Staging {
         host: u64,
         rkey: u32,
     ) -> Outcome {
-        if let Err(e) = self.registered_with(remote) {
-            // The session goes on; the client copies through the message path instead.
-            tracing::warn!("cannot register the staging halves with the NIC ({e}); answering NOT_SUPPORTED");
-            return Outcome::Done(Err(Status::NOT_SUPPORTED));
+        if let Err(s) = self.registered_with(remote) {
+            return Outcome::Done(Err(s));
         }
-        let remote = std::cell::RefCell::new(remote);
-        self.dtoh_with(
-            backend,
-            from,
-            |half| remote.borrow_mut().write(half, host, rkey),
-            |half, off| remote.borrow_mut().write(half, host + off as u64, rkey),
-        )
+        self.dtoh_with(backend, from, |half, off| remote.write(half, host + off as u64, rkey))
     }
 
     /// A small device → host copy (at most one half) through page-locked memory, which
