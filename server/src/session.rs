@@ -491,30 +491,15 @@ impl<'s> Session<'s> {
                 let r = match self.staging.as_mut().and_then(Option::as_mut) {
                     // Large: DMA into one half while the other is sent; this replies itself.
                     Some(st) if len >= crate::staging::THRESHOLD && f.wants_reply => {
-                        let mut output = Vec::new();
-                        if let Some(capture) = &mut self.output {
-                            capture.drain(&mut output);
-                        }
+                        let output = Self::captured(&mut self.output);
                         let proto = &mut self.proto;
                         let hdr = f.hdr;
                         let first = |link: &mut dyn Link, body: &[u8]| {
                             let reply = proto.reply(&hdr, Status::SUCCESS, len as u64);
                             send_reply(link, reply, &output, body)
                         };
-                        match st.dtoh(&mut *self.backend, &mut *self.link, from, first) {
-                            crate::staging::Outcome::Link(e) => return Err(End::from(e)),
-                            crate::staging::Outcome::Done(Ok(())) => {
-                                self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
-                            }
-                            crate::staging::Outcome::Done(Err(e)) => {
-                                // Nothing was sent: an ordinary error reply, with the device output.
-                                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                                let reply = self.proto.reply(&f.hdr, e, 0);
-                                send_reply(&mut *self.link, reply, &output, &[]).map_err(End::from)?;
-                            }
-                        }
-                        self.stats.record_latency(Opcode::MemcpyDtoH, f.read_at.elapsed());
-                        return Ok(None);
+                        let outcome = st.dtoh(&mut *self.backend, &mut *self.link, from, first);
+                        return self.finish_replied_copy(&f, len, outcome, &output);
                     }
                     Some(st) if f.wants_reply => st.dtoh_small(&mut *self.backend, from, &mut self.out),
                     _ => {
@@ -583,10 +568,7 @@ impl<'s> Session<'s> {
                     }
                 } else {
                     // The reply goes first (on the main link), then the pieces on the stripes.
-                    let mut output = Vec::new();
-                    if let Some(capture) = &mut self.output {
-                        capture.drain(&mut output);
-                    }
+                    let output = Self::captured(&mut self.output);
                     let proto = &mut self.proto;
                     let link = &mut self.link;
                     let hdr = f.hdr;
@@ -597,19 +579,8 @@ impl<'s> Session<'s> {
                         }
                         stripes.send_piece(half)
                     };
-                    match st.dtoh_with(&mut *self.backend, to, drain) {
-                        crate::staging::Outcome::Link(e) => return Err(End::from(e)),
-                        crate::staging::Outcome::Done(Ok(())) => {
-                            self.stats.bytes_out.fetch_add(to.len as u64, Ordering::Relaxed);
-                        }
-                        crate::staging::Outcome::Done(Err(e)) => {
-                            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                            let reply = self.proto.reply(&f.hdr, e, 0);
-                            send_reply(&mut *self.link, reply, &output, &[]).map_err(End::from)?;
-                        }
-                    }
-                    self.stats.record_latency(Opcode::MemcpyStriped, f.read_at.elapsed());
-                    return Ok(None);
+                    let outcome = st.dtoh_with(&mut *self.backend, to, drain);
+                    return self.finish_replied_copy(&f, to.len, outcome, &output);
                 }
             }
             Work::Copy2D { dev, copy, stream, out_len } => {
@@ -632,6 +603,42 @@ impl<'s> Session<'s> {
             },
         };
         self.finish(&f.hdr, f.wants_reply, result)?;
+        if let Ok(op) = f.hdr.opcode() {
+            self.stats.record_latency(op, f.read_at.elapsed());
+        }
+        Ok(None)
+    }
+
+    /// The device output captured so far, for a reply a copy sends itself.
+    fn captured(capture: &mut Option<OutputCapture>) -> Vec<u8> {
+        let mut output = Vec::new();
+        if let Some(c) = capture {
+            c.drain(&mut output);
+        }
+        output
+    }
+
+    /// The end of a device → host copy that sent its own reply head: count its bytes, or, when
+    /// the first DMA failed and nothing was sent, answer with the error (and the device
+    /// output); its latency either way.
+    fn finish_replied_copy(
+        &mut self,
+        f: &Frame,
+        len: usize,
+        outcome: crate::staging::Outcome,
+        output: &[u8],
+    ) -> Result<Option<End>, End> {
+        match outcome {
+            crate::staging::Outcome::Link(e) => return Err(End::from(e)),
+            crate::staging::Outcome::Done(Ok(())) => {
+                self.stats.bytes_out.fetch_add(len as u64, Ordering::Relaxed);
+            }
+            crate::staging::Outcome::Done(Err(e)) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let reply = self.proto.reply(&f.hdr, e, 0);
+                send_reply(&mut *self.link, reply, output, &[]).map_err(End::from)?;
+            }
+        }
         if let Ok(op) = f.hdr.opcode() {
             self.stats.record_latency(op, f.read_at.elapsed());
         }
