@@ -38,6 +38,12 @@ fn unreachable_key() -> Hmac<Sha256> {
     unreachable!("HMAC accepts keys of any length")
 }
 
+/// Whether two secrets are equal, compared without an early exit (no timing hint of how much
+/// of a guess was right).
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

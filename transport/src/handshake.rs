@@ -32,7 +32,9 @@ pub struct Negotiated {
     pub client_pid: u32,
 }
 
-fn recv_payload_of(link: &mut dyn Link, expect: Opcode, max: usize) -> Result<(Header, Vec<u8>)> {
+/// Read one handshake-phase frame of opcode `expect` (at most `max` payload bytes); an error
+/// status is the peer's refusal, its payload the reason.
+pub(crate) fn recv_payload_of(link: &mut dyn Link, expect: Opcode, max: usize) -> Result<(Header, Vec<u8>)> {
     let hdr = recv_header(link)?;
     let len = hdr.payload_len();
     if len > max {

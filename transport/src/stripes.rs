@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use remora_wire::{ops, Header, Opcode, U16, U32};
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::{recv_header, send_frame, Error, Link, Result};
+use crate::{send_frame, Error, Link, Result};
 
 /// Bytes per piece.
 pub const PIECE: usize = 16 << 20;
@@ -174,7 +174,7 @@ fn accept(l: &TcpListener, n: usize, secret: &[u8; 32]) -> Result<Vec<TcpStream>
                 let mut hello = [0u8; 34];
                 (&s).read_exact(&mut hello).map_err(|e| Error::io("stripe hello", e))?;
                 let idx = usize::from(u16::from_le_bytes([hello[32], hello[33]]));
-                let same = hello[..32].iter().zip(secret).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+                let same = crate::auth::same_secret(&hello[..32], secret);
                 if !same || idx >= n || slots[idx].is_some() {
                     return Err(Error::Protocol("a stripe connection without this session's secret".into()));
                 }
@@ -207,17 +207,7 @@ fn recv_join(link: &mut dyn Link) -> Result<usize> {
 }
 
 fn recv_frame(link: &mut dyn Link, want: Opcode) -> Result<Vec<u8>> {
-    let hdr = recv_header(link)?;
-    let len = hdr.payload_len();
-    if len > 4096 {
-        return Err(Error::Handshake(format!("{want:?} frame of {len} bytes")));
-    }
-    let mut p = vec![0u8; len];
-    link.recv_exact(&mut p)?;
-    if hdr.opcode() != Ok(want) {
-        return Err(Error::Handshake(format!("expected {want:?}, got opcode {:#06x}", hdr.opcode.get())));
-    }
-    Ok(p)
+    crate::handshake::recv_payload_of(link, want, 4096).map(|(_, p)| p)
 }
 
 /// Client side, right after the Welcome of a session whose worker offers stripes: connect up

@@ -45,11 +45,6 @@ fn rdma_err(what: String) -> Error {
     Error::Io { op: "rdma", source: std::io::Error::other(what) }
 }
 
-/// Compare without an early exit (the secret is not leaked through timing).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// A socket address in the form the C API takes.
 fn sockaddr_of(a: SocketAddr) -> libc::sockaddr_storage {
     // SAFETY: all-zero is a valid sockaddr_storage.
@@ -501,7 +496,7 @@ impl Acceptor {
             if kind != rdma_cm_event_type::RDMA_CM_EVENT_CONNECT_REQUEST {
                 continue;
             }
-            if data.len() >= SECRET_LEN && same(&data[..SECRET_LEN], secret) {
+            if data.len() >= SECRET_LEN && crate::auth::same_secret(&data[..SECRET_LEN], secret) {
                 break id;
             }
             tracing::warn!("rejected an RDMA connect request without this session's secret");

@@ -52,7 +52,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use self::cm::{Acceptor, Connection, SECRET_LEN};
 pub use self::link::VerbsLink;
-use crate::{recv_header, send_frame, Error, Link, LinkKind, Result};
+use crate::{send_frame, Error, Link, LinkKind, Result};
 
 pub use self::cm::RECV_SLOTS;
 
@@ -191,19 +191,7 @@ pub fn serve_upgrade(link: Box<dyn Link>, timeout: Duration) -> Result<Box<dyn L
 /// Client side, right after the Welcome: take the worker's [`Opcode::RdmaOffer`] and connect
 /// to it; the session continues on the returned link.
 pub fn client_upgrade(mut link: Box<dyn Link>, timeout: Duration) -> Result<Box<dyn Link>> {
-    let hdr = recv_header(&mut *link)?;
-    let len = hdr.payload_len();
-    if len > 4096 {
-        return Err(Error::Handshake(format!("RDMA offer of {len} bytes")));
-    }
-    let mut payload = vec![0u8; len];
-    link.recv_exact(&mut payload)?;
-    if !hdr.status().is_ok() {
-        return Err(Error::Handshake(format!("no RDMA: {}", String::from_utf8_lossy(&payload))));
-    }
-    if hdr.opcode() != Ok(Opcode::RdmaOffer) {
-        return Err(Error::Handshake(format!("expected an RDMA offer, got opcode {:#06x}", hdr.opcode.get())));
-    }
+    let (_, payload) = crate::handshake::recv_payload_of(&mut *link, Opcode::RdmaOffer, 4096)?;
     let offer = ops::RdmaOffer::read_from_prefix(&payload).map_err(|_| Error::Handshake("short RDMA offer".into()))?.0;
     let (tcp, peer) = tcp_of(link)?;
     let server = tcp.peer_addr().map_err(|e| Error::io("tcp peer address", e))?;
