@@ -410,6 +410,15 @@ impl Client {
     }
 
     /// Send a fire-and-forget request: its failure surfaces at the next replying call.
+    /// A request with an empty reply: waited for when `wait`, else fire-and-forget.
+    fn unit_or_post(&self, opcode: Opcode, req: &[u8], wait: bool) -> Result<(), Status> {
+        if wait {
+            self.call_unit(opcode, req)
+        } else {
+            self.post(opcode, req, &[])
+        }
+    }
+
     fn post(&self, opcode: Opcode, req: &[u8], data: &[u8]) -> Result<(), Status> {
         self.send_request(&mut self.conn.lock(), opcode, req, data, false)
     }
@@ -687,11 +696,7 @@ impl Client {
             to_device: U32::new(u32::from(to_device)),
             reserved: U32::new(0),
         };
-        if wait {
-            self.call_unit(Opcode::MemcpyHost, o.as_bytes())
-        } else {
-            self.post(Opcode::MemcpyHost, o.as_bytes(), &[])
-        }
+        self.unit_or_post(Opcode::MemcpyHost, o.as_bytes(), wait)
     }
 
     /// Register `len` bytes at `addr` with the network adapter so the worker can read and
@@ -740,11 +745,7 @@ impl Client {
             to_device: U32::new(u32::from(to_device)),
             rkey: U32::new(rkey),
         };
-        if wait {
-            self.call_unit(Opcode::MemcpyRemote, o.as_bytes())
-        } else {
-            self.post(Opcode::MemcpyRemote, o.as_bytes(), &[])
-        }
+        self.unit_or_post(Opcode::MemcpyRemote, o.as_bytes(), wait)
     }
 
     /// Reserve device address space (no memory) in the worker; released with
@@ -802,11 +803,7 @@ impl Client {
     pub fn memcpy_dtod(&self, dst: u64, src: u64, len: u64, stream: u64, wait: bool) -> Result<(), Status> {
         let req =
             ops::MemcpyDtoD { dst: U64::new(dst), src: U64::new(src), len: U64::new(len), stream: U64::new(stream) };
-        if wait {
-            self.call_unit(Opcode::MemcpyDtoD, req.as_bytes())
-        } else {
-            self.post(Opcode::MemcpyDtoD, req.as_bytes(), &[])
-        }
+        self.unit_or_post(Opcode::MemcpyDtoD, req.as_bytes(), wait)
     }
 
     /// Set `count` elements of `element_size` (1, 2, 4) bytes; `wait` false: fire-and-forget.
@@ -826,11 +823,7 @@ impl Client {
             element_size: U32::new(element_size),
             stream: U64::new(stream),
         };
-        if wait {
-            self.call_unit(Opcode::Memset, req.as_bytes())
-        } else {
-            self.post(Opcode::Memset, req.as_bytes(), &[])
-        }
+        self.unit_or_post(Opcode::Memset, req.as_bytes(), wait)
     }
 
     // --- streams ---
