@@ -207,9 +207,17 @@ int main(int argc, char **argv) {
                 empty_kernel<<<1, 1>>>();
                 CK(cudaDeviceSynchronize());
               }));
+    // Throughput: 100 launches back to back, then one synchronisation; time per launch.
+    auto burst = time_each(g_quick ? 20 : 200, [] {
+      for (int i = 0; i < 100; i++) empty_kernel<<<1, 1>>>();
+      CK(cudaDeviceSynchronize());
+    });
+    for (double &t : burst) t /= 100;
+    report_us("launch_burst_100", burst);
   } else {
     skip("launch_async", "us", g_skip_kernels);
     skip("launch_sync", "us", g_skip_kernels);
+    skip("launch_burst_100", "us", g_skip_kernels);
   }
 
   report_us("malloc_free_1MiB", time_each(alloc_iters, [] {

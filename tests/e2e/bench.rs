@@ -43,7 +43,7 @@ fn bench_quick_over_tcp_and_shm() {
         BackendKind::Emulated => "emulated",
     };
     let out = Command::new(remora_bin())
-        .args(["bench", "--quick", "--transport", "all", "--backend", backend, "--csv"])
+        .args(["bench", "--quick", "--runs", "2", "--transport", "all", "--backend", backend, "--csv"])
         .arg(&csv)
         .arg("--plot")
         .arg(&svg)
@@ -70,7 +70,13 @@ fn bench_quick_over_tcp_and_shm() {
         let v = &row(op)[col(c)];
         assert!(v.parse::<f64>().is_ok_and(|v| v > 0.0), "{op} {c} = {v:?}, expected a positive number");
     };
+    // Two runs per column: each row is the median of the two, with their range.
+    assert!(stdout.contains("p50 over 2 runs"), "{stdout}");
     for t in ["tcp", "shm"] {
+        for op in ["stream_query_idle", "server_ping"] {
+            let v = |c: &str| row(op)[col(&format!("{t}_{c}"))].parse::<f64>().unwrap();
+            assert!(v("p50_min") <= v("p50") && v("p50") <= v("p50_max"), "{op} over {t}");
+        }
         for op in ["floor_rtt_64B", "floor_stream_256MiB", "server_ping"] {
             positive(op, &format!("{t}_p50"));
             positive(op, &format!("{t}_p99"));
@@ -97,7 +103,7 @@ fn bench_quick_over_tcp_and_shm() {
     let note = |op: &str| row(op)[col("note")].clone();
     if backend == "emulated" {
         // Kernel rows are skipped with the reason, never given numbers.
-        for op in ["launch_async", "launch_sync", "vector_add_16Mi_round"] {
+        for op in ["launch_async", "launch_sync", "launch_burst_100", "vector_add_16Mi_round"] {
             assert_eq!(row(op)[col("tcp_p50")], "", "{op}");
             assert!(note(op).contains("tcp: skipped (emulated backend"), "{op}: {}", note(op));
         }

@@ -101,6 +101,7 @@ fn c_program_runs_through_the_library() {
                 "devices>0: yes",
                 "runtime 13000",
                 "round trip equal: yes",
+                "large round trip equal: yes",
                 "default-kind copy equal: yes",
                 "memset: ab bc",
                 "async equal: yes, elapsed>=0: yes",
@@ -119,6 +120,12 @@ fn c_program_runs_through_the_library() {
             stderr.contains("shared pinned memory:"),
             url.starts_with("shm://"),
             "{url}: shared pinned memory used only on the same host: {stderr}"
+        );
+        // Large device → host copies into pageable memory take the bounce arena on the same host.
+        assert_eq!(
+            stderr.contains("bounce arena for device → host copies"),
+            url.starts_with("shm://"),
+            "{url}: bounce arena used only on the same host: {stderr}"
         );
         assert!(
             stderr.contains("cudaGraphDebugDotPrint is not supported"),

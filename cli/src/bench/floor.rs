@@ -48,24 +48,19 @@ impl Samples {
     /// Microseconds per operation.
     pub(crate) fn micros(&self) -> Stat {
         let h = &self.0;
-        Stat {
-            count: h.len(),
-            p50: h.value_at_quantile(0.5) as f64 / 1e3,
-            p99: h.value_at_quantile(0.99) as f64 / 1e3,
-            worst: h.max() as f64 / 1e3,
-        }
+        Stat::new(
+            h.len(),
+            h.value_at_quantile(0.5) as f64 / 1e3,
+            h.value_at_quantile(0.99) as f64 / 1e3,
+            h.max() as f64 / 1e3,
+        )
     }
 
     /// GB/s for `bytes` per sample, at the p50, p99 and slowest times.
     pub(crate) fn gbps(&self, bytes: usize) -> Stat {
         let h = &self.0;
         let rate = |ns: u64| if ns == 0 { 0.0 } else { bytes as f64 / ns as f64 };
-        Stat {
-            count: h.len(),
-            p50: rate(h.value_at_quantile(0.5)),
-            p99: rate(h.value_at_quantile(0.99)),
-            worst: rate(h.max()),
-        }
+        Stat::new(h.len(), rate(h.value_at_quantile(0.5)), rate(h.value_at_quantile(0.99)), rate(h.max()))
     }
 }
 

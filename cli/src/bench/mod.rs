@@ -46,6 +46,11 @@ pub(crate) struct Args {
     /// Fewer iterations, copies up to 16 MiB (CI).
     #[arg(long)]
     quick: bool,
+    /// Run the program this many times per column, native and remote interleaved, and report
+    /// each row's median p50 with the range of the runs' p50s (for a machine whose speed
+    /// drifts between runs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    runs: u32,
     /// A remora_bench program already built (default: build benches/cuda/remora_bench.cu with
     /// nvcc: $NVCC, nvcc on PATH, /usr/local/cuda/bin/nvcc, or NVIDIA's pip wheels).
     #[arg(long)]
@@ -230,6 +235,31 @@ fn remote_column(
     c
 }
 
+/// One column's runs as one: rows merged (median p50 and p99, the p50s' range); the first run
+/// that failed or did not run stands for the column, so its reason is shown.
+fn merge_columns(mut runs: Vec<Column>) -> Column {
+    if runs.len() == 1 {
+        return runs.remove(0);
+    }
+    if let Some(i) = runs.iter().position(|c| !matches!(c.state, State::Ran(_))) {
+        let mut c = runs.swap_remove(i);
+        c.about = format!("{} (the run that failed, of {})", c.about, runs.len() + 1);
+        return c;
+    }
+    let outputs: Vec<output::Output> = runs
+        .iter()
+        .filter_map(|c| match &c.state {
+            State::Ran(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect();
+    let extras: Vec<&[Row]> = runs.iter().map(|c| &c.extra[..]).collect();
+    let extra = output::merge_rows(&extras);
+    let n = runs.len();
+    let first = runs.swap_remove(0);
+    Column { about: format!("{} ({n} runs)", first.about), state: State::Ran(output::merge(&outputs)), extra, ..first }
+}
+
 pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     let transports = a.transport.transports();
     let iters = if a.quick {
@@ -265,9 +295,9 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
     let remora_dir = program::library_dir(&remora_lib, &tmp.0)?;
     let args: Vec<String> = if a.quick { vec!["--quick".into()] } else { Vec::new() };
 
-    let native = native_column(&a, &program, &args, nvcc.as_deref().ok(), &remora_lib);
-    if let State::NotRun(why) = &native.state {
-        eprintln!("remora bench: native: {why} ({})", native.about);
+    let mut natives = vec![native_column(&a, &program, &args, nvcc.as_deref().ok(), &remora_lib)];
+    if let State::NotRun(why) = &natives[0].state {
+        eprintln!("remora bench: native: {why} ({})", natives[0].about);
     }
 
     let mut own = None;
@@ -284,10 +314,22 @@ pub(crate) fn run(a: Args) -> anyhow::Result<()> {
             Target { label: if shared { url.clone() } else { t.to_string() }, url, transport: *t }
         })
         .collect();
-    let mut remotes: Vec<Column> = Vec::new();
-    for t in &targets {
-        remotes.push(remote_column(&a, t, own.as_mut(), &program, &args, (&remora_lib, &remora_dir), &iters));
+    // Run by run: native (after the first run) and every target, so a drift of the machine's
+    // speed touches every column alike.
+    let mut runs: Vec<Vec<Column>> = vec![Vec::new(); targets.len()];
+    for run in 0..a.runs {
+        if run > 0 {
+            eprintln!("remora bench: run {} of {}", run + 1, a.runs);
+            if !matches!(natives[0].state, State::NotRun(_)) {
+                natives.push(native_column(&a, &program, &args, nvcc.as_deref().ok(), &remora_lib));
+            }
+        }
+        for (t, columns) in targets.iter().zip(&mut runs) {
+            columns.push(remote_column(&a, t, own.as_mut(), &program, &args, (&remora_lib, &remora_dir), &iters));
+        }
     }
+    let native = merge_columns(natives);
+    let mut remotes: Vec<Column> = runs.into_iter().map(merge_columns).collect();
 
     let mut failures: Vec<String> = Vec::new();
     let mut kinds: Vec<Transport> = targets.iter().map(|t| t.transport).collect();

@@ -35,12 +35,23 @@ impl fmt::Display for Unit {
 
 /// One measurement: how many timed iterations, and the value at the median, the 99th percentile
 /// and the worst iteration (for GB/s: at the median, 99th-percentile and slowest *times*).
+/// Merged over several runs ([`merge`]): the median run's p50 and p99, the worst of all, and
+/// the lowest and highest p50 in `spread`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Stat {
     pub(crate) count: u64,
     pub(crate) p50: f64,
     pub(crate) p99: f64,
     pub(crate) worst: f64,
+    /// Over several runs: (lowest p50, highest p50, runs). `None` for one run.
+    pub(crate) spread: Option<(f64, f64, usize)>,
+}
+
+impl Stat {
+    /// One run's measurement.
+    pub(crate) fn new(count: u64, p50: f64, p99: f64, worst: f64) -> Stat {
+        Stat { count, p50, p99, worst, spread: None }
+    }
 }
 
 /// A row's result.
@@ -139,7 +150,7 @@ pub(crate) fn parse_line(line: &str) -> Result<Line, String> {
                     _ => Err(format!("{name}: {s:?} is not a finite non-negative number")),
                 }
             };
-            let stat = Stat { count, p50: num(p50)?, p99: num(p99)?, worst: num(worst)? };
+            let stat = Stat::new(count, num(p50)?, num(p99)?, num(worst)?);
             Ok(Line::Row(Row { name: (*name).to_string(), unit, outcome: Outcome::Measured(stat) }))
         }
         "skip" => {
@@ -153,6 +164,82 @@ pub(crate) fn parse_line(line: &str) -> Result<Line, String> {
         "error" => Ok(Line::Error(rest.join(" "))),
         "done" => Ok(Line::Done),
         _ => Err(format!("unknown line {line:?}")),
+    }
+}
+
+/// The median of `v` (the lower middle value for an even count); `None` when empty.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2).copied()
+}
+
+/// One row measured in several runs: measured in every run → the median p50 and p99, the
+/// worst iteration of all runs, and the p50s' range; skipped or missing in some run → skipped,
+/// saying in how many runs it was measured.
+fn merge_row(name: &str, unit: Unit, outcomes: &[Option<&Outcome>]) -> Row {
+    let stats: Vec<Stat> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Some(Outcome::Measured(s)) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    let outcome = if stats.len() == outcomes.len() && !stats.is_empty() {
+        let p50s: Vec<f64> = stats.iter().map(|s| s.p50).collect();
+        let lo = p50s.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = p50s.iter().copied().fold(0.0, f64::max);
+        // The slowest iteration: the longest time, or for GB/s the lowest rate.
+        let worst = match unit {
+            Unit::Micros => stats.iter().map(|s| s.worst).fold(0.0, f64::max),
+            Unit::GigabytesPerSec => stats.iter().map(|s| s.worst).fold(f64::INFINITY, f64::min),
+        };
+        Outcome::Measured(Stat {
+            count: stats.iter().map(|s| s.count).sum(),
+            p50: median(p50s).unwrap_or(0.0),
+            p99: median(stats.iter().map(|s| s.p99).collect()).unwrap_or(0.0),
+            worst,
+            spread: (outcomes.len() > 1).then_some((lo, hi, outcomes.len())),
+        })
+    } else {
+        let skipped = outcomes.iter().find_map(|o| match o {
+            Some(Outcome::Skipped(why)) => Some(why.clone()),
+            _ => None,
+        });
+        match skipped {
+            Some(why) if stats.is_empty() => Outcome::Skipped(why),
+            _ => Outcome::Skipped(format!("measured in {} of {} runs", stats.len(), outcomes.len())),
+        }
+    };
+    Row { name: name.to_string(), unit, outcome }
+}
+
+/// Rows of several runs merged by name ([`merge_row`]), in the order they first appear.
+pub(crate) fn merge_rows(runs: &[&[Row]]) -> Vec<Row> {
+    let mut order: Vec<(&str, Unit)> = Vec::new();
+    for r in runs.iter().flat_map(|rows| rows.iter()) {
+        if !order.iter().any(|(n, _)| *n == r.name) {
+            order.push((&r.name, r.unit));
+        }
+    }
+    order
+        .into_iter()
+        .map(|(name, unit)| {
+            let outcomes: Vec<Option<&Outcome>> =
+                runs.iter().map(|rows| rows.iter().find(|r| r.name == name).map(|r| &r.outcome)).collect();
+            merge_row(name, unit, &outcomes)
+        })
+        .collect()
+}
+
+/// Several runs of the program as one: the first run's `info`, rows merged ([`merge_rows`]),
+/// complete only if every run was, the first error.
+pub(crate) fn merge(runs: &[Output]) -> Output {
+    let rows: Vec<&[Row]> = runs.iter().map(|o| &o.rows[..]).collect();
+    Output {
+        info: runs.first().map(|o| o.info.clone()).unwrap_or_default(),
+        rows: merge_rows(&rows),
+        complete: !runs.is_empty() && runs.iter().all(|o| o.complete),
+        error: runs.iter().find_map(|o| o.error.clone()),
     }
 }
 
@@ -224,7 +311,7 @@ done
             &Row {
                 name: "stream_query_idle".into(),
                 unit: Unit::Micros,
-                outcome: Outcome::Measured(Stat { count: 200, p50: 3.865, p99: 4.546, worst: 25.819 })
+                outcome: Outcome::Measured(Stat::new(200, 3.865, 4.546, 25.819))
             }
         );
         assert_eq!(o.row("launch_async").unwrap().outcome, Outcome::Skipped("emulated backend: no kernels".into()));
@@ -273,5 +360,43 @@ done
                 outcome: Outcome::Skipped("no reason given".into())
             })
         );
+    }
+
+    fn run(rows: &[(&str, Unit, Option<f64>)]) -> Vec<Row> {
+        rows.iter()
+            .map(|&(name, unit, v)| Row {
+                name: name.into(),
+                unit,
+                outcome: match v {
+                    Some(p50) => Outcome::Measured(Stat::new(10, p50, p50 * 2.0, p50 * 3.0)),
+                    None => Outcome::Skipped("no kernels".into()),
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_merge_to_the_median_with_their_range() {
+        let (us, gbs) = (Unit::Micros, Unit::GigabytesPerSec);
+        let a = run(&[("lat", us, Some(3.0)), ("bw", gbs, Some(10.0)), ("k", us, None), ("odd", us, Some(1.0))]);
+        let b = run(&[("lat", us, Some(1.0)), ("bw", gbs, Some(30.0)), ("k", us, None), ("odd", us, None)]);
+        let c = run(&[("lat", us, Some(2.0)), ("bw", gbs, Some(20.0)), ("k", us, None)]);
+        let m = merge_rows(&[&a, &b, &c]);
+        assert_eq!(m.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["lat", "bw", "k", "odd"]);
+        let Outcome::Measured(lat) = m[0].outcome else { panic!("{:?}", m[0]) };
+        assert_eq!((lat.count, lat.p50, lat.p99, lat.worst), (30, 2.0, 4.0, 9.0));
+        assert_eq!(lat.spread, Some((1.0, 3.0, 3)));
+        // GB/s: the slowest iteration is the lowest rate.
+        let Outcome::Measured(bw) = m[1].outcome else { panic!("{:?}", m[1]) };
+        assert_eq!((bw.p50, bw.worst, bw.spread), (20.0, 30.0, Some((10.0, 30.0, 3))));
+        assert_eq!(m[2].outcome, Outcome::Skipped("no kernels".into()));
+        assert_eq!(m[3].outcome, Outcome::Skipped("measured in 1 of 3 runs".into()));
+        // One run is that run, without a range.
+        assert_eq!(merge_rows(&[&a]), a);
+        let whole = merge(&[parse(SAMPLE).unwrap(), parse(SAMPLE).unwrap()]);
+        assert!(whole.complete);
+        assert_eq!(whole.info("device"), Some("NVIDIA H200"));
+        let Some(Row { outcome: Outcome::Measured(s), .. }) = whole.row("stream_query_idle") else { panic!() };
+        assert_eq!((s.count, s.p50, s.spread), (400, 3.865, Some((3.865, 3.865, 2))));
     }
 }

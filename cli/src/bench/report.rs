@@ -281,6 +281,34 @@ pub(crate) fn render_text(t: &Table) -> String {
         }
     }
     out.push('\n');
+    let range = |label: &str, c: &Cell| {
+        c.value().and_then(|s| s.spread).map(|(lo, hi, _)| format!("{label} {}–{}", num(lo), num(hi)))
+    };
+    let mut spread_lines = Vec::new();
+    let mut runs = 0;
+    for r in &t.rows {
+        let parts: Vec<String> = std::iter::once(range("native", &r.native))
+            .chain(t.remotes.iter().zip(&r.remote).map(|(l, rc)| range(l, &rc.cell)))
+            .flatten()
+            .collect();
+        runs = runs.max(
+            std::iter::once(&r.native)
+                .chain(r.remote.iter().map(|rc| &rc.cell))
+                .filter_map(|c| c.value().and_then(|s| s.spread).map(|(_, _, n)| n))
+                .max()
+                .unwrap_or(0),
+        );
+        if !parts.is_empty() {
+            spread_lines.push(format!("  {}: {}", r.name, parts.join(", ")));
+        }
+    }
+    if !spread_lines.is_empty() {
+        let _ = writeln!(out, "p50 over {runs} runs: the median is shown above; lowest–highest of the runs' p50s:");
+        for l in spread_lines {
+            let _ = writeln!(out, "{l}");
+        }
+        out.push('\n');
+    }
     out.push_str(LEGEND);
     for n in &t.notes {
         let _ = writeln!(out, "note: {n}");
@@ -305,24 +333,37 @@ fn csv_label(l: &str) -> String {
     l.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
-/// The table as CSV: the same rows; per column count, p50, p99, worst (plus, for remote
-/// columns, the ratio to native and the floor). Cells without a number are empty; `note`
-/// says why.
+/// The table as CSV: the same rows; per column count, p50, p99, worst, and with `--runs` the
+/// lowest and highest p50 of the runs (plus, for remote columns, the ratio to native and the
+/// floor). Cells without a number are empty; `note` says why.
 pub(crate) fn render_csv(t: &Table) -> String {
-    let mut header: Vec<String> =
-        ["operation", "unit", "native_n", "native_p50", "native_p99", "native_worst"].map(String::from).to_vec();
+    let mut header: Vec<String> = [
+        "operation",
+        "unit",
+        "native_n",
+        "native_p50",
+        "native_p99",
+        "native_worst",
+        "native_p50_min",
+        "native_p50_max",
+    ]
+    .map(String::from)
+    .to_vec();
     for l in &t.remotes {
         let l = csv_label(l);
-        for f in ["n", "p50", "p99", "worst", "x_native", "floor"] {
+        for f in ["n", "p50", "p99", "worst", "p50_min", "p50_max", "x_native", "floor"] {
             header.push(format!("{l}_{f}"));
         }
     }
     header.push("note".into());
     let mut out = header.join(",");
     out.push('\n');
-    let stat_fields = |c: &Cell| -> [String; 4] {
+    let stat_fields = |c: &Cell| -> [String; 6] {
         match c {
-            Cell::Value(s) => [s.count.to_string(), s.p50.to_string(), s.p99.to_string(), s.worst.to_string()],
+            Cell::Value(s) => {
+                let (lo, hi) = s.spread.map_or_else(Default::default, |(lo, hi, _)| (lo.to_string(), hi.to_string()));
+                [s.count.to_string(), s.p50.to_string(), s.p99.to_string(), s.worst.to_string(), lo, hi]
+            }
             _ => Default::default(),
         }
     };
@@ -477,7 +518,7 @@ mod tests {
     use crate::bench::output::parse;
 
     fn stat(p50: f64) -> Stat {
-        Stat { count: 10, p50, p99: p50 * 2.0, worst: p50 * 3.0 }
+        Stat::new(10, p50, p50 * 2.0, p50 * 3.0)
     }
 
     fn measured(name: &str, unit: Unit, p50: f64) -> Row {
@@ -692,5 +733,30 @@ done
         assert_eq!(num(3.456), "3.46");
         assert_eq!(num(123.456), "123.5");
         assert_eq!(num(54012.3), "54012");
+    }
+
+    #[test]
+    fn runs_show_their_range() {
+        let mut native = column("native", State::Ran(parse(NATIVE).unwrap()));
+        if let State::Ran(o) = &mut native.state {
+            if let Outcome::Measured(s) = &mut o.rows[3].outcome {
+                s.spread = Some((900.0, 1500.0, 3));
+            }
+        }
+        let t = build(&native, &[remote("tcp", REMOTE, 20.0, 2.5)]);
+        let text = render_text(&t);
+        assert!(text.contains("p50 over 3 runs"), "{text}");
+        assert!(text.contains("  vector_add_16Mi_round: native 900.0–1500"), "{text}");
+        let csv = render_csv(&t);
+        let lines: Vec<&str> = csv.lines().collect();
+        let head: Vec<&str> = lines[0].split(',').collect();
+        let at = |c: &str| head.iter().position(|h| *h == c).unwrap();
+        let row = lines.iter().find(|l| l.starts_with("vector_add_16Mi_round,")).unwrap();
+        let f: Vec<&str> = row.split(',').collect();
+        assert_eq!((f[at("native_p50_min")], f[at("native_p50_max")]), ("900", "1500"));
+        let one = lines.iter().find(|l| l.starts_with("stream_query_idle,")).unwrap();
+        let f: Vec<&str> = one.split(',').collect();
+        assert_eq!((f[at("native_p50_min")], f[at("tcp_p50_max")]), ("", ""));
+        assert!(!render_text(&table()).contains("runs"));
     }
 }

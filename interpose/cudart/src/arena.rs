@@ -52,18 +52,28 @@ pub(crate) fn alloc(rt: &Runtime, size: usize) -> Result<Option<usize>, CudaErro
         return Ok(None);
     }
     let len = size.max(1).checked_next_multiple_of(PAGE).ok_or(crate::state::MEMORY_ALLOCATION)?;
+    let Some(addr) = create(rt, len) else { return Ok(None) };
+    tracing::debug!("shared pinned memory: {len} bytes at {addr:#x}, registered by the worker");
+    ARENAS.lock().insert(addr, len);
+    ANY.store(true, Ordering::Release);
+    Ok(Some(addr))
+}
+
+/// A fresh shared file of `len` bytes (a multiple of the page size) mapped here and by the
+/// worker at the same address; `None` when that cannot be done.
+pub(crate) fn create(rt: &Runtime, len: usize) -> Option<usize> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tag = remora_transport::auth::nonce();
     let name =
         format!("remora-arena-{}-{n}-{:02x}{:02x}{:02x}{:02x}", std::process::id(), tag[0], tag[1], tag[2], tag[3]);
-    let Ok(path) = CString::new(format!("/dev/shm/{name}")) else { return Ok(None) };
+    let path = CString::new(format!("/dev/shm/{name}")).ok()?;
     // SAFETY: `path` is NUL-terminated; O_EXCL makes a fresh file only this process created.
     let fd = unsafe {
         libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC, 0o600 as libc::c_uint)
     };
     if fd < 0 {
         tracing::debug!("no shared pinned memory ({}); allocating plainly", std::io::Error::last_os_error());
-        return Ok(None);
+        return None;
     }
     let placed = place(rt, fd, len, &name);
     // SAFETY: `fd` and `path` are ours; mappings keep the memory alive without either.
@@ -71,11 +81,7 @@ pub(crate) fn alloc(rt: &Runtime, size: usize) -> Result<Option<usize>, CudaErro
         libc::close(fd);
         libc::unlink(path.as_ptr());
     }
-    let Some(addr) = placed else { return Ok(None) };
-    tracing::debug!("shared pinned memory: {len} bytes at {addr:#x}, registered by the worker");
-    ARENAS.lock().insert(addr, len);
-    ANY.store(true, Ordering::Release);
-    Ok(Some(addr))
+    placed
 }
 
 /// Map `fd` here and have the worker map it at the same address, retrying while the address

@@ -699,6 +699,81 @@ impl Client {
         self.unit_or_post(Opcode::MemcpyHost, o.as_bytes(), wait)
     }
 
+    /// A device → host copy into `dst` through a bounce arena of `slots` slots of `slot` bytes
+    /// at `bounce` (`shm://`): the worker DMAs chunk k into slot k % slots, answering when it is
+    /// there, while this thread copies earlier chunks out, so the DMA and the one CPU copy
+    /// overlap and no byte crosses the transport. Ordered on `stream`; returns when every byte is
+    /// in `dst` (the first error otherwise, after the replies still owed have been read).
+    /// `copy_out(slot_bytes, dst_chunk)` moves one chunk out.
+    ///
+    /// # Safety
+    /// `[bounce, bounce + slot * slots)` must be an arena the worker has mapped, used by nobody
+    /// else until this returns.
+    pub unsafe fn memcpy_dtoh_bounced(
+        &self,
+        dst: &mut [u8],
+        src: u64,
+        stream: u64,
+        bounce: (u64, usize, usize),
+        copy_out: &dyn Fn(&[u8], &mut [u8]),
+    ) -> Result<(), Status> {
+        let (bounce, slot, slots) = bounce;
+        if slot == 0 || slots == 0 {
+            return Err(Status::INVALID_VALUE);
+        }
+        let total = dst.len();
+        let chunks = total.div_ceil(slot);
+        let request = |k: usize| {
+            let off = k * slot;
+            ops::MemcpyHost {
+                device: U64::new(src + off as u64),
+                host: U64::new(bounce + ((k % slots) * slot) as u64),
+                len: U64::new((total - off).min(slot) as u64),
+                stream: U64::new(stream),
+                to_device: U32::new(0),
+                reserved: U32::new(0),
+            }
+        };
+        self.call_with(|c, output| {
+            let mut sent = 0;
+            let mut first_err = None;
+            let mut more = Vec::new();
+            for k in 0..chunks {
+                while first_err.is_none() && sent < chunks && sent < k + slots {
+                    // A failed send breaks the connection: nothing more is owed.
+                    self.send_request(c, Opcode::MemcpyHost, request(sent).as_bytes(), &[], true)?;
+                    sent += 1;
+                }
+                if k >= sent {
+                    break;
+                }
+                let r = self.receive_reply(c, Into::Vec, &mut more);
+                output.append(&mut more);
+                match r {
+                    Err(s) if c.broken.is_some() => return Err(s),
+                    Err(s) => {
+                        first_err.get_or_insert(s);
+                    }
+                    Ok(_) if first_err.is_none() => {
+                        let off = k * slot;
+                        let n = (total - off).min(slot);
+                        let at: *const u8 = std::ptr::with_exposed_provenance(
+                            usize::try_from(bounce).unwrap_or(0) + (k % slots) * slot,
+                        );
+                        // SAFETY: slot k % slots of the bounce arena (this function's contract)
+                        // holds chunk k: the worker answered after its DMA finished, and it
+                        // writes that slot again only for chunk k + slots, requested below.
+                        let from = unsafe { std::slice::from_raw_parts(at, n) };
+                        copy_out(from, &mut dst[off..off + n]);
+                    }
+                    Ok(_) => {}
+                }
+            }
+            first_err.map_or(Ok(Vec::new()), Err)
+        })
+        .map(drop)
+    }
+
     /// Register `len` bytes at `addr` with the network adapter so the worker can read and
     /// write them directly (rdma:// only; `None` on other links). Returns the remote key.
     ///

@@ -11,6 +11,7 @@ use remora_interpose::cudart::types::{CudaExtent, CudaMemcpy3DParms, CudaPitched
 
 use super::array::End;
 use crate::arena;
+use crate::bounce;
 use crate::ffi;
 use crate::graph::{self, Op};
 use crate::mirror;
@@ -160,6 +161,10 @@ fn copy_once(
             }
             // SAFETY: `dst` is a host buffer of `count` writable bytes.
             let out = unsafe { ffi::bytes_mut(dst as *mut u8, count) }?;
+            if let Some(r) = bounce::dtoh(rt, out, s, stream) {
+                // Large, same host: DMAed into a shared pinned bounce arena and copied out here.
+                return r.map_err(cuda);
+            }
             rt.client.memcpy_dtoh_on(out, s, stream).map_err(cuda)
         }
         _ => {
