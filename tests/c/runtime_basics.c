@@ -69,10 +69,22 @@ int main(void) {
     for (int i = 0; i < L; i++) lh[i] = (unsigned char)(i * 13 ^ (i >> 11));
     void *ld = NULL;
     CHECK(cudaMalloc(&ld, L));
-    CHECK(cudaMemcpy(ld, lh, L, 1));
+    /* In by the message path (asynchronous), out in one large copy. */
+    CHECK(cudaMemcpyAsync(ld, lh, L, 1, 0));
+    CHECK(cudaDeviceSynchronize());
     memset(lb, 0, L);
     CHECK(cudaMemcpy(lb, ld, L, 2));
     int large_ok = memcmp(lh, lb, L) == 0;
+    /* In by one large synchronous copy, out in pieces below the bounce size. */
+    CHECK(cudaMemset(ld, 0, L));
+    CHECK(cudaMemcpy(ld, lh, L, 1));
+    memset(lb, 0, L);
+    for (size_t at = 0; at < L; at += 300000) {
+        size_t n = L - at < 300000 ? L - at : 300000;
+        CHECK(cudaMemcpy(lb + at, (unsigned char *)ld + at, n, 2));
+    }
+    large_ok = large_ok && memcmp(lh, lb, L) == 0;
+    /* At an odd device offset. */
     memset(lb, 0, L);
     CHECK(cudaMemcpy(lb, (unsigned char *)ld + OFF, L - OFF, 2));
     large_ok = large_ok && memcmp(lh + OFF, lb, L - OFF) == 0 && lb[L - OFF] == 0;

@@ -327,3 +327,66 @@ fn large_tcp_copies_travel_on_the_stripes() {
     c.mem_free(dev).unwrap();
     c.close().unwrap();
 }
+
+/// A shared file mapped here, which the worker maps at the same address (an arena, as the
+/// client library makes for `cudaMallocHost` over shm).
+fn shared_arena(c: &Client, len: usize) -> u64 {
+    let name = format!("remora-arena-e2e-{}-{len}", std::process::id());
+    let path = std::ffi::CString::new(format!("/dev/shm/{name}")).unwrap();
+    // SAFETY: a fresh file of this test; the mapping is never unmapped (the test process ends).
+    let addr = unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o600 as libc::c_uint);
+        assert!(fd >= 0, "creating {name}");
+        assert_eq!(libc::ftruncate(fd, len as libc::off_t), 0);
+        let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
+        assert_ne!(p, libc::MAP_FAILED);
+        libc::close(fd);
+        p as u64
+    };
+    c.arena_map(addr, len as u64, &name).expect("the worker maps the arena");
+    // SAFETY: as above.
+    unsafe { libc::unlink(path.as_ptr()) };
+    addr
+}
+
+/// Over shm, large pageable copies can go through a shared bounce arena in chunks, several in
+/// flight: every byte arrives, and a chunk the worker refuses fails the copy with its status
+/// while the replies still owed are read, so the session stays in step.
+#[test]
+fn bounced_copies_arrive_whole_and_fail_cleanly() {
+    let sup = start_server(&helper(), "bounce", |_| {});
+    let url = urls(&sup).into_iter().find(|u| u.starts_with("shm://")).unwrap();
+    let c = Client::connect(&url, None).unwrap();
+    let (slot, slots) = (1 << 20, 3);
+    let arena = shared_arena(&c, slot * slots);
+    let copy = |from: &[u8], to: &mut [u8]| to.copy_from_slice(from);
+    let n = (7 << 20) + 5;
+    let data: Vec<u8> = (0..n).map(|i| (i * 7 % 253) as u8).collect();
+    let dev = c.mem_alloc(0, n as u64).unwrap();
+    // SAFETY: the arena is mapped by both processes and used by this thread alone.
+    unsafe { c.memcpy_htod_bounced(dev, &data, 0, (arena, slot, slots), &copy) }.unwrap();
+    let mut back = vec![0u8; n];
+    c.memcpy_dtoh(&mut back, dev).unwrap();
+    assert!(back == data, "bounced in, read by the message path");
+    let mut bounced = vec![0u8; n - 3];
+    // SAFETY: as above.
+    unsafe { c.memcpy_dtoh_bounced(&mut bounced, dev + 3, 0, (arena, slot, slots), &copy) }.unwrap();
+    assert!(bounced[..] == data[3..], "read back through the arena");
+
+    // Past the end of the allocation from the third chunk on: refused, the session goes on.
+    let small = c.mem_alloc(0, (2 << 20) + 100).unwrap();
+    let mut out = vec![0u8; 6 << 20];
+    // SAFETY: as above.
+    let r = unsafe { c.memcpy_dtoh_bounced(&mut out, small, 0, (arena, slot, slots), &copy) };
+    assert_eq!(r, Err(Status::OUT_OF_RANGE));
+    // SAFETY: as above.
+    let r = unsafe { c.memcpy_htod_bounced(small, &data[..6 << 20], 0, (arena, slot, slots), &copy) };
+    assert_eq!(r, Err(Status::OUT_OF_RANGE));
+    c.ping().expect("every reply was read: the session is in step");
+    let mut head = vec![0u8; 2 << 20];
+    c.memcpy_dtoh(&mut head, small).unwrap();
+    assert!(head[..] == data[..2 << 20], "the chunks before the refused one were copied");
+    c.mem_free(small).unwrap();
+    c.mem_free(dev).unwrap();
+    c.close().unwrap();
+}

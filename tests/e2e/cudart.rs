@@ -121,9 +121,9 @@ fn c_program_runs_through_the_library() {
             url.starts_with("shm://"),
             "{url}: shared pinned memory used only on the same host: {stderr}"
         );
-        // Large device → host copies into pageable memory take the bounce arena on the same host.
+        // Large copies to and from pageable memory take the bounce arena on the same host.
         assert_eq!(
-            stderr.contains("bounce arena for device → host copies"),
+            stderr.contains("bounce arena for pageable copies"),
             url.starts_with("shm://"),
             "{url}: bounce arena used only on the same host: {stderr}"
         );

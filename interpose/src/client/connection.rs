@@ -122,6 +122,84 @@ fn completed(r: Result<(), Status>) -> Result<bool, Status> {
     }
 }
 
+/// The chunks of a copy through a bounce arena ([`Client::memcpy_dtoh_bounced`]).
+struct Bounce {
+    base: u64,
+    slot: usize,
+    slots: usize,
+    device: u64,
+    len: usize,
+    chunks: usize,
+    stream: u64,
+    to_device: bool,
+}
+
+impl Bounce {
+    fn new(
+        (base, slot, slots): (u64, usize, usize),
+        device: u64,
+        len: usize,
+        stream: u64,
+        to_device: bool,
+    ) -> Result<Bounce, Status> {
+        if slot == 0 || slots == 0 || usize::try_from(base).is_err() {
+            return Err(Status::INVALID_VALUE);
+        }
+        Ok(Bounce { base, slot, slots, device, len, chunks: len.div_ceil(slot), stream, to_device })
+    }
+
+    /// Offset and length of chunk k.
+    fn range(&self, k: usize) -> (usize, usize) {
+        let off = k * self.slot;
+        (off, (self.len - off).min(self.slot))
+    }
+
+    fn slot_addr(&self, k: usize) -> u64 {
+        self.base + ((k % self.slots) * self.slot) as u64
+    }
+
+    fn request(&self, k: usize) -> ops::MemcpyHost {
+        let (off, n) = self.range(k);
+        ops::MemcpyHost {
+            device: U64::new(self.device + off as u64),
+            host: U64::new(self.slot_addr(k)),
+            len: U64::new(n as u64),
+            stream: U64::new(self.stream),
+            to_device: U32::new(u32::from(self.to_device)),
+            reserved: U32::new(0),
+        }
+    }
+
+    /// The first `n` bytes of chunk k's slot.
+    ///
+    /// # Safety
+    /// The arena is mapped, and the worker does not write the slot while the slice lives.
+    unsafe fn slot(&self, k: usize, n: usize) -> &[u8] {
+        let at: *const u8 = std::ptr::with_exposed_provenance(usize::try_from(self.slot_addr(k)).unwrap_or(0));
+        // SAFETY: per this function's contract; `n` is at most one slot.
+        unsafe { std::slice::from_raw_parts(at, n) }
+    }
+
+    /// The first `n` bytes of chunk k's slot, to fill.
+    ///
+    /// # Safety
+    /// The arena is mapped, and the worker does not read or write the slot while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slot_mut(&self, k: usize, n: usize) -> &mut [u8] {
+        let at: *mut u8 = std::ptr::with_exposed_provenance_mut(usize::try_from(self.slot_addr(k)).unwrap_or(0));
+        // SAFETY: per this function's contract; `n` is at most one slot.
+        unsafe { std::slice::from_raw_parts_mut(at, n) }
+    }
+}
+
+/// Requests sent and replies read during a bounced copy, and its first error.
+#[derive(Default)]
+struct Pending {
+    sent: usize,
+    received: usize,
+    error: Option<Status>,
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -699,16 +777,16 @@ impl Client {
         self.unit_or_post(Opcode::MemcpyHost, o.as_bytes(), wait)
     }
 
-    /// A device → host copy into `dst` through a bounce arena of `slots` slots of `slot` bytes
-    /// at `bounce` (`shm://`): the worker DMAs chunk k into slot k % slots, answering when it is
-    /// there, while this thread copies earlier chunks out, so the DMA and the one CPU copy
-    /// overlap and no byte crosses the transport. Ordered on `stream`; returns when every byte is
-    /// in `dst` (the first error otherwise, after the replies still owed have been read).
-    /// `copy_out(slot_bytes, dst_chunk)` moves one chunk out.
+    /// A device → host copy into `dst` through a bounce arena `(address, slot bytes, slots)`
+    /// (`shm://`): the worker DMAs chunk k into slot k % slots, answering when it is there,
+    /// while this thread copies earlier chunks out with `copy_out(slot, dst_chunk)`, so the DMA
+    /// and the one CPU copy overlap and no byte crosses the transport. Ordered on `stream`;
+    /// returns when every byte is in `dst` (the first error otherwise, once the replies still
+    /// owed are read).
     ///
     /// # Safety
-    /// `[bounce, bounce + slot * slots)` must be an arena the worker has mapped, used by nobody
-    /// else until this returns.
+    /// The bounce range must be an arena the worker has mapped, used by nobody else until this
+    /// returns.
     pub unsafe fn memcpy_dtoh_bounced(
         &self,
         dst: &mut [u8],
@@ -717,61 +795,87 @@ impl Client {
         bounce: (u64, usize, usize),
         copy_out: &dyn Fn(&[u8], &mut [u8]),
     ) -> Result<(), Status> {
-        let (bounce, slot, slots) = bounce;
-        if slot == 0 || slots == 0 {
-            return Err(Status::INVALID_VALUE);
-        }
-        let total = dst.len();
-        let chunks = total.div_ceil(slot);
-        let request = |k: usize| {
-            let off = k * slot;
-            ops::MemcpyHost {
-                device: U64::new(src + off as u64),
-                host: U64::new(bounce + ((k % slots) * slot) as u64),
-                len: U64::new((total - off).min(slot) as u64),
-                stream: U64::new(stream),
-                to_device: U32::new(0),
-                reserved: U32::new(0),
-            }
-        };
+        let b = Bounce::new(bounce, src, dst.len(), stream, false)?;
         self.call_with(|c, output| {
-            let mut sent = 0;
-            let mut first_err = None;
-            let mut more = Vec::new();
-            for k in 0..chunks {
-                while first_err.is_none() && sent < chunks && sent < k + slots {
+            let mut pending = Pending::default();
+            for k in 0..b.chunks {
+                // Keep every slot busy: request chunks up to k + slots - 1.
+                while pending.error.is_none() && pending.sent < b.chunks && pending.sent < k + b.slots {
                     // A failed send breaks the connection: nothing more is owed.
-                    self.send_request(c, Opcode::MemcpyHost, request(sent).as_bytes(), &[], true)?;
-                    sent += 1;
+                    self.send_request(c, Opcode::MemcpyHost, b.request(pending.sent).as_bytes(), &[], true)?;
+                    pending.sent += 1;
                 }
-                if k >= sent {
+                if k >= pending.sent {
                     break;
                 }
-                let r = self.receive_reply(c, Into::Vec, &mut more);
-                output.append(&mut more);
-                match r {
-                    Err(s) if c.broken.is_some() => return Err(s),
-                    Err(s) => {
-                        first_err.get_or_insert(s);
-                    }
-                    Ok(_) if first_err.is_none() => {
-                        let off = k * slot;
-                        let n = (total - off).min(slot);
-                        let at: *const u8 = std::ptr::with_exposed_provenance(
-                            usize::try_from(bounce).unwrap_or(0) + (k % slots) * slot,
-                        );
-                        // SAFETY: slot k % slots of the bounce arena (this function's contract)
-                        // holds chunk k: the worker answered after its DMA finished, and it
-                        // writes that slot again only for chunk k + slots, requested below.
-                        let from = unsafe { std::slice::from_raw_parts(at, n) };
-                        copy_out(from, &mut dst[off..off + n]);
-                    }
-                    Ok(_) => {}
+                if self.bounce_reply(c, &mut pending, output)? {
+                    let (off, n) = b.range(k);
+                    // SAFETY: the slot holds chunk k: the worker answered after its DMA, and
+                    // writes the slot again only for chunk k + slots, requested after this.
+                    copy_out(unsafe { b.slot(k, n) }, &mut dst[off..off + n]);
                 }
             }
-            first_err.map_or(Ok(Vec::new()), Err)
+            pending.error.map_or(Ok(Vec::new()), Err)
         })
         .map(drop)
+    }
+
+    /// A host → device copy from `src` through a bounce arena (see
+    /// [`Client::memcpy_dtoh_bounced`]): this thread copies chunk k into slot k % slots with
+    /// `copy_in(src_chunk, slot)` and asks the worker to DMA it, reusing a slot once the worker
+    /// has answered for its last chunk. Returns when every chunk is on the device.
+    ///
+    /// # Safety
+    /// As for [`Client::memcpy_dtoh_bounced`].
+    pub unsafe fn memcpy_htod_bounced(
+        &self,
+        dst: u64,
+        src: &[u8],
+        stream: u64,
+        bounce: (u64, usize, usize),
+        copy_in: &dyn Fn(&[u8], &mut [u8]),
+    ) -> Result<(), Status> {
+        let b = Bounce::new(bounce, dst, src.len(), stream, true)?;
+        self.call_with(|c, output| {
+            let mut pending = Pending::default();
+            for k in 0..b.chunks {
+                if k >= b.slots {
+                    // Slot k % slots is free once chunk k - slots is on the device.
+                    self.bounce_reply(c, &mut pending, output)?;
+                }
+                if pending.error.is_some() {
+                    break;
+                }
+                let (off, n) = b.range(k);
+                // SAFETY: the slot is free (above) and this thread's alone until its request.
+                copy_in(&src[off..off + n], unsafe { b.slot_mut(k, n) });
+                self.send_request(c, Opcode::MemcpyHost, b.request(k).as_bytes(), &[], true)?;
+                pending.sent += 1;
+            }
+            while pending.received < pending.sent {
+                self.bounce_reply(c, &mut pending, output)?;
+            }
+            pending.error.map_or(Ok(Vec::new()), Err)
+        })
+        .map(drop)
+    }
+
+    /// Read the next reply of a bounced copy: `Ok(true)` when it succeeded and no earlier one
+    /// failed; a failed chunk is kept as the copy's error (the rest are still read); a broken
+    /// connection ends the copy.
+    fn bounce_reply(&self, c: &mut Conn, pending: &mut Pending, output: &mut Vec<u8>) -> Result<bool, Status> {
+        let mut more = Vec::new();
+        let r = self.receive_reply(c, Into::Vec, &mut more);
+        output.append(&mut more);
+        pending.received += 1;
+        match r {
+            Err(s) if c.broken.is_some() => Err(s),
+            Err(s) => {
+                pending.error.get_or_insert(s);
+                Ok(false)
+            }
+            Ok(_) => Ok(pending.error.is_none()),
+        }
     }
 
     /// Register `len` bytes at `addr` with the network adapter so the worker can read and

@@ -137,6 +137,14 @@ fn copy_once(
             }
             // SAFETY: `src` is a host buffer of `count` bytes.
             let data = unsafe { ffi::bytes(src as *const u8, count) }?;
+            if wait {
+                if let Some(r) = bounce::htod(rt, data, d, stream) {
+                    // Large, same host, waited for: copied into a shared pinned bounce arena
+                    // here and DMAed from it. (Asynchronous copies stay on the message path,
+                    // which takes the bytes without waiting for the stream.)
+                    return r.map_err(cuda);
+                }
+            }
             if wait && stream == 0 {
                 rt.client.memcpy_htod(d, data).map_err(cuda)
             } else {
