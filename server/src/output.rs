@@ -51,6 +51,9 @@ struct Pending {
     bytes: Vec<u8>,
     dropped: u64,
     closed: bool,
+    /// Where `read_available` reads: allocated once (zeroing a fresh 64 KiB buffer cost about
+    /// 1.5 µs on every synchronising reply).
+    scratch: Vec<u8>,
 }
 
 /// Flush every C stdio output stream (the driver's `printf` output sits in `stdout`'s buffer).
@@ -213,8 +216,11 @@ fn read_available(read: &OwnedFd, p: &mut Pending, max: usize) {
     if p.closed {
         return;
     }
-    let mut chunk = [0u8; 64 * 1024];
+    if p.scratch.is_empty() {
+        p.scratch = vec![0; 64 * 1024];
+    }
     loop {
+        let chunk = &mut p.scratch;
         // SAFETY: `chunk` is valid for writes of `chunk.len()` bytes.
         let n = unsafe { libc::read(read.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
         match usize::try_from(n) {
@@ -224,7 +230,8 @@ fn read_available(read: &OwnedFd, p: &mut Pending, max: usize) {
             }
             Ok(n) => {
                 let keep = n.min(max.saturating_sub(p.bytes.len()));
-                p.bytes.extend_from_slice(&chunk[..keep]);
+                let Pending { bytes, scratch, .. } = &mut *p;
+                bytes.extend_from_slice(&scratch[..keep]);
                 p.dropped += (n - keep) as u64;
             }
             Err(_) => match io::Error::last_os_error().kind() {

@@ -148,6 +148,8 @@ fn run() -> Result<(), String> {
 
     spawn_control_thread(ctl, Arc::clone(&stats));
 
+    // The link stays in this process from here on: bursts of small frames are read in one go.
+    link.set_read_ahead(true);
     let mut session = Session::new(&mut *backend, link, limits, &stats);
     session.set_stripes(stripes);
     // Device printf output is printed by the driver on this process's stdout: capture it and

@@ -235,6 +235,11 @@ pub trait Link: Send + fmt::Debug {
     fn peer(&self) -> String;
     /// Take the link apart into descriptors for another process.
     fn into_handoff(self: Box<Self>) -> Result<Handoff>;
+    /// Let [`Link::recv_exact`] take more than it was asked for and keep the rest for the next
+    /// reads, where the backend gains from it (tcp: one `recv` for a burst of small frames).
+    /// Only for a link that stays in this process: a handoff fails while bytes are buffered.
+    /// Turning it off keeps it on while bytes are buffered.
+    fn set_read_ahead(&mut self, _on: bool) {}
     /// This side's socket address, where the backend has one (tcp).
     fn local_addr(&self) -> Option<std::net::SocketAddr> {
         None

@@ -4,11 +4,15 @@
 //!   both sides.
 //! - [`Link::send`] gathers the frame's parts with `sendmsg(2)` (no concatenation copy),
 //!   continuing after partial writes; `MSG_NOSIGNAL`, so a dead peer is an error, not `SIGPIPE`.
-//! - [`Link::recv_exact`] reads straight into the caller's buffer. There is no read-ahead buffer,
-//!   so a link can be handed to another process ([`Link::into_handoff`]) mid-stream without
-//!   losing a byte. It spins on nonblocking reads (`MSG_DONTWAIT`) for the [`PollPolicy`]'s spin
-//!   time, then blocks in the kernel (`recv(MSG_WAITALL)`: one call sleeps until the rest of a
-//!   large payload is in, rather than one `poll` + `read` per segment).
+//! - [`Link::recv_exact`] reads straight into the caller's buffer, so a link can be handed to
+//!   another process ([`Link::into_handoff`]) mid-stream without losing a byte. It spins on
+//!   nonblocking reads (`MSG_DONTWAIT`) for the [`PollPolicy`]'s spin time, then blocks in the
+//!   kernel (`recv(MSG_WAITALL)`: one call sleeps until the rest of a large payload is in,
+//!   rather than one `poll` + `read` per segment).
+//! - Where the link stays in its process ([`Link::set_read_ahead`]: the worker, once its
+//!   session runs), small reads take whatever has arrived into a 64 KiB buffer and are served
+//!   from it: a burst of small frames (launches, asynchronous copies) costs one `recv` instead
+//!   of two per frame. Large reads still go straight into the caller's buffer.
 //! - The socket itself stays in blocking mode: its file status flags are shared with any process
 //!   the descriptor is handed to, so per-call flags are used instead.
 
@@ -26,6 +30,80 @@ pub struct TcpLink {
     recv_timeout: Option<Duration>,
     peer: String,
     server_side: bool,
+    /// Bytes received ahead of the reads that want them ([`Link::set_read_ahead`]).
+    ahead: Option<ReadAhead>,
+}
+
+/// Size of the read-ahead buffer; reads of half of it or more bypass it.
+const AHEAD: usize = 64 << 10;
+
+struct ReadAhead {
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadAhead {
+    /// Move buffered bytes into `out`; how many.
+    fn take(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        n
+    }
+
+    fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+}
+
+/// Receive into `buf` until at least `min` bytes are in (more, up to `buf.len()`, if they have
+/// arrived): spin with nonblocking reads for the policy's spin time, then block (or wait at
+/// most `timeout` for each next byte). Returns how many bytes were received.
+fn recv_at_least(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+    min: usize,
+    policy: PollPolicy,
+    timeout: Option<Duration>,
+) -> Result<usize> {
+    let mut off = 0;
+    let mut spin_until: Option<Instant> = None;
+    let mut spinning = !policy.spin.is_zero();
+    while off < min {
+        if !spinning {
+            if let Some(t) = timeout {
+                // Wait for the next bytes at most `t`, then take what is there.
+                let revents = sys::poll_one(fd, libc::POLLIN, Some(t)).map_err(|e| Error::io("tcp poll", e))?;
+                if revents == 0 {
+                    return Err(Error::Timeout(t));
+                }
+            }
+        }
+        let flags = if spinning || timeout.is_some() {
+            libc::MSG_DONTWAIT
+        } else if min == buf.len() {
+            libc::MSG_WAITALL
+        } else {
+            0
+        };
+        match sys::recv(fd, &mut buf[off..], flags) {
+            Ok(0) => return Err(Error::PeerClosed),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !spinning => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let now = Instant::now();
+                let until = *spin_until.get_or_insert(now + policy.spin);
+                if now >= until {
+                    spinning = false;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            Err(e) => return Err(Error::io("tcp recv", e)),
+        }
+    }
+    Ok(off)
 }
 
 impl fmt::Debug for TcpLink {
@@ -90,7 +168,7 @@ impl TcpLink {
         sys::set_int_opt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
             .map_err(|e| Error::io("set SO_KEEPALIVE", e))?;
         set_dead_peer_timeout(&sock, DEAD_PEER_TIMEOUT)?;
-        Ok(TcpLink { sock, policy: PollPolicy::default(), recv_timeout: None, peer, server_side })
+        Ok(TcpLink { sock, policy: PollPolicy::default(), recv_timeout: None, peer, server_side, ahead: None })
     }
 
     /// Rebuild a link from a [`Handoff`] of kind [`LinkKind::Tcp`] (one descriptor: the socket).
@@ -123,40 +201,37 @@ impl Link for TcpLink {
 
     fn recv_exact(&mut self, buf: &mut [u8]) -> Result<()> {
         let fd = self.sock.as_raw_fd();
-        let mut off = 0;
-        let mut spin_until: Option<Instant> = None;
-        let mut spinning = !self.policy.spin.is_zero();
+        let (policy, timeout) = (self.policy, self.recv_timeout);
+        let Some(ahead) = &mut self.ahead else {
+            return recv_at_least(fd, buf, buf.len(), policy, timeout).map(drop);
+        };
+        let mut off = ahead.take(buf);
         while off < buf.len() {
-            if !spinning {
-                if let Some(t) = self.recv_timeout {
-                    // Wait for the next bytes at most `t`, then take what is there.
-                    let revents = sys::poll_one(fd, libc::POLLIN, Some(t)).map_err(|e| Error::io("tcp poll", e))?;
-                    if revents == 0 {
-                        return Err(Error::Timeout(t));
-                    }
-                }
+            let rest = buf.len() - off;
+            if rest >= AHEAD / 2 {
+                // Large: straight into the caller's buffer.
+                return recv_at_least(fd, &mut buf[off..], rest, policy, timeout).map(drop);
             }
-            let flags = if spinning || self.recv_timeout.is_some() { libc::MSG_DONTWAIT } else { libc::MSG_WAITALL };
-            match sys::recv(fd, &mut buf[off..], flags) {
-                Ok(0) => return Err(Error::PeerClosed),
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !spinning => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let now = Instant::now();
-                    let until = *spin_until.get_or_insert(now + self.policy.spin);
-                    if now >= until {
-                        spinning = false;
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-                Err(e) => return Err(Error::io("tcp recv", e)),
-            }
+            // The buffer is empty: take what has arrived, at least what this read needs.
+            let n = recv_at_least(fd, &mut ahead.buf, rest, policy, timeout)?;
+            (ahead.start, ahead.end) = (0, n);
+            off += ahead.take(&mut buf[off..]);
         }
         Ok(())
     }
 
+    fn set_read_ahead(&mut self, on: bool) {
+        match (on, &self.ahead) {
+            (true, None) => self.ahead = Some(ReadAhead { buf: vec![0; AHEAD].into_boxed_slice(), start: 0, end: 0 }),
+            (false, Some(a)) if a.buffered() == 0 => self.ahead = None,
+            _ => {}
+        }
+    }
+
     fn poll_readable(&mut self) -> Result<bool> {
+        if self.ahead.as_ref().is_some_and(|a| a.buffered() > 0) {
+            return Ok(true);
+        }
         let mut b = [0u8; 1];
         match sys::recv(self.sock.as_raw_fd(), &mut b, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
             Ok(0) => Err(Error::PeerClosed),
@@ -167,6 +242,9 @@ impl Link for TcpLink {
     }
 
     fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        if self.ahead.as_ref().is_some_and(|a| a.buffered() > 0) {
+            return Ok(true);
+        }
         let revents =
             sys::poll_one(self.sock.as_raw_fd(), libc::POLLIN, timeout).map_err(|e| Error::io("tcp poll", e))?;
         if revents == 0 {
@@ -201,6 +279,9 @@ impl Link for TcpLink {
     }
 
     fn into_handoff(self: Box<Self>) -> Result<Handoff> {
+        if self.ahead.as_ref().is_some_and(|a| a.buffered() > 0) {
+            return Err(Error::Protocol("tcp handoff: bytes read ahead would be lost".into()));
+        }
         let server_side = self.server_side;
         Ok(Handoff { kind: LinkKind::Tcp, fds: vec![OwnedFd::from(self.sock)], server_side })
     }
@@ -292,6 +373,70 @@ mod tests {
         assert_eq!(opt(libc::TCP_USER_TIMEOUT), 30_000);
         assert_eq!(opt(libc::TCP_KEEPCNT), 29);
         drop(s);
+    }
+
+    #[test]
+    fn read_ahead_serves_small_reads_from_one_recv_and_large_ones_directly() {
+        for spin in [Duration::ZERO, Duration::from_micros(50)] {
+            let (mut c, mut s) = pair();
+            s.set_poll_policy(PollPolicy { spin });
+            s.set_read_ahead(true);
+            // A burst of small frames, a large one, then small ones again.
+            let small: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i.to_le_bytes()[0]; 40 + (i as usize % 97)]).collect();
+            let large: Vec<u8> = (0..(3 * AHEAD + 11)).map(|i| u8::try_from(i % 253).unwrap()).collect();
+            let writer = std::thread::spawn(move || {
+                for f in &small {
+                    c.send(&[f]).unwrap();
+                }
+                c.send(&[&large]).unwrap();
+                c.send(&[b"tail"]).unwrap();
+                (c, small, large)
+            });
+            let mut got = Vec::new();
+            for i in 0..300u32 {
+                let mut b = vec![0u8; 40 + (i as usize % 97)];
+                s.recv_exact(&mut b).unwrap();
+                got.push(b);
+            }
+            let mut big = vec![0u8; 3 * AHEAD + 11];
+            s.recv_exact(&mut big).unwrap();
+            let mut tail = [0u8; 4];
+            s.recv_exact(&mut tail).unwrap();
+            let (c, small, large) = writer.join().unwrap();
+            assert!(got == small, "small frames in order");
+            assert!(big == large, "the large frame whole");
+            assert_eq!(&tail, b"tail");
+            // Buffered bytes count as readable, and block a handoff.
+            let mut c = c;
+            c.send(&[b"12345678"]).unwrap();
+            let mut one = [0u8; 1];
+            s.recv_exact(&mut one).unwrap();
+            assert!(s.poll_readable().unwrap() && s.wait_readable(Some(Duration::ZERO)).unwrap());
+            s.set_read_ahead(false);
+            let mut rest = [0u8; 7];
+            s.recv_exact(&mut rest).unwrap();
+            assert_eq!((&one, &rest), (b"1", b"2345678"));
+            // Nothing buffered any more: turning it off takes effect.
+            s.set_read_ahead(false);
+            c.send(&[b"x"]).unwrap();
+            s.recv_exact(&mut one).unwrap();
+            assert_eq!(&one, b"x");
+        }
+    }
+
+    #[test]
+    fn read_ahead_bytes_block_a_handoff() {
+        let (mut c, mut s) = pair();
+        s.set_read_ahead(true);
+        c.send(&[b"abcdef"]).unwrap();
+        let mut b = [0u8; 2];
+        s.recv_exact(&mut b).unwrap();
+        assert!(matches!(s.into_handoff(), Err(Error::Protocol(_))), "four bytes would be lost");
+        let (mut c2, mut s2) = pair();
+        s2.set_read_ahead(true);
+        c2.send(&[b"ab"]).unwrap();
+        s2.recv_exact(&mut b).unwrap();
+        assert!(s2.into_handoff().is_ok(), "nothing buffered: the handoff loses nothing");
     }
 
     #[test]
