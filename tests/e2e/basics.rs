@@ -390,3 +390,36 @@ fn bounced_copies_arrive_whole_and_fail_cleanly() {
     c.mem_free(dev).unwrap();
     c.close().unwrap();
 }
+
+/// Over tcp, fire-and-forget frames are batched (several per send), yet each leaves within the
+/// batch window without any later call: the worker sees small asynchronous copies while the
+/// client makes no other call, in order, and a waiting call still finds everything before it.
+#[test]
+fn batched_frames_leave_without_a_later_call() {
+    let sup = start_server(&helper(), "batch", |_| {});
+    let url = urls(&sup).into_iter().find(|u| u.starts_with("tcp://")).unwrap();
+    let c = Client::connect(&url, None).unwrap();
+    // Fewer bytes than a batch holds, so only the window can send them.
+    let (pieces, size, stride) = (32usize, 512usize, 400usize);
+    let len = (pieces - 1) * stride + size;
+    let dev = c.mem_alloc(0, len as u64).unwrap();
+    let s = c.stream_create(0, 1, 0).unwrap();
+    let mut want = vec![0u8; len];
+    for i in 0..pieces {
+        // Overlapping pieces: the last one written to a byte wins only if order holds.
+        let piece = vec![u8::try_from(i + 1).unwrap(); size];
+        let at = i * stride;
+        c.memcpy_htod_async(dev + at as u64, &piece, s).unwrap();
+        want[at..at + size].copy_from_slice(&piece);
+    }
+    let want_in = (pieces * size) as u64;
+    let (st, ok) = remora_tests::wait_stats(&sup, std::time::Duration::from_secs(5), |st| {
+        st.sessions.iter().any(|x| x.stats.bytes_in >= want_in)
+    });
+    assert!(ok, "the batched copies did not reach the worker without a later call: {st:?}");
+    c.stream_synchronize(s).unwrap();
+    let mut back = vec![0u8; len];
+    c.memcpy_dtoh(&mut back, dev).unwrap();
+    assert!(back == want, "batched copies applied in order");
+    c.close().unwrap();
+}

@@ -3,7 +3,8 @@
 //! # Thread safety
 //! [`Client`] is `Send + Sync`. A call holds the connection's lock from sending its request to
 //! reading its reply, so concurrent callers are serialised on the wire and replies cannot be
-//! mixed up; fire-and-forget calls hold it only while their frame is written.
+//! mixed up; fire-and-forget calls hold it only while their frame is written (over tcp: added
+//! to the batch, `batch.rs`, which leaves before any later request).
 //!
 //! # Errors
 //! Calls return the server's [`Status`] (`CUresult` numbering). A fire-and-forget operation
@@ -16,6 +17,7 @@
 //! is handed to the output sink ([`Client::set_output_sink`]; standard output by default)
 //! before the call returns, in the order the replies arrived.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -26,6 +28,8 @@ use remora_wire::handshake::Capabilities;
 use remora_wire::ops::{self, DeviceInfo, ImageKind, ParamInfo};
 use remora_wire::{Flags, Header, Opcode, Status, Welcome, I32, OUTPUT_PREFIX_LEN, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use super::batch::{self, Batch, Flusher};
 
 /// Why [`Client::connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,8 @@ pub struct LaunchDims {
 
 struct Conn {
     link: Box<dyn Link>,
+    /// Fire-and-forget frames not sent yet (tcp; see `batch.rs`).
+    batch: Batch,
     /// Extra TCP connections for large copies (none on other transports, or when refused).
     stripes: Stripes,
     proto: ClientProto,
@@ -83,7 +89,11 @@ fn stdout_sink(bytes: &[u8]) {
 
 /// A connection to a remora server.
 pub struct Client {
-    conn: Mutex<Conn>,
+    conn: Arc<Mutex<Conn>>,
+    /// Sends batched frames a short window after the first (tcp only; `None`: no batching).
+    /// It holds its own handle on the connection: when it is dropped it sends what is still
+    /// batched, then lets the connection go.
+    flusher: Option<Flusher>,
     /// Taken while the connection lock is still held and kept while the sink runs, so output
     /// reaches the sink in reply order without the connection waiting on the sink.
     output: Mutex<OutputSink>,
@@ -292,13 +302,27 @@ impl Client {
         tracing::debug!(%endpoint, session = welcome.session_id.get(), worker = welcome.worker_pid.get(), backend = welcome.backend_name(), "connected");
         let epoch = Instant::now();
         let striping = !stripes.is_empty();
+        let conn = Arc::new(Mutex::new(Conn {
+            link,
+            batch: Batch::default(),
+            stripes,
+            proto: ClientProto::new(64, nanos(KEEPALIVE), nanos(DEAD_AFTER), 0),
+            broken: None,
+        }));
+        let flusher = match (&endpoint, batch::window()) {
+            (Endpoint::Tcp(_), Some(window)) => {
+                let conn = Arc::clone(&conn);
+                Flusher::start(window, move || {
+                    let mut c = conn.lock();
+                    // A failure marks the connection broken; the next call reports it.
+                    let _ = Self::flush_batch(&mut c);
+                })
+            }
+            _ => None,
+        };
         Ok(Client {
-            conn: Mutex::new(Conn {
-                link,
-                stripes,
-                proto: ClientProto::new(64, nanos(KEEPALIVE), nanos(DEAD_AFTER), 0),
-                broken: None,
-            }),
+            conn,
+            flusher,
             output: Mutex::new(Box::new(stdout_sink)),
             endpoint,
             welcome,
@@ -381,7 +405,8 @@ impl Client {
         self.receive_reply(c, into, output)
     }
 
-    /// Send one request frame (header, operation struct, inline data).
+    /// Send one request frame (header, operation struct, inline data), after the batched
+    /// frames, in the same send.
     fn send_request(&self, c: &mut Conn, opcode: Opcode, req: &[u8], data: &[u8], reply: bool) -> Result<(), Status> {
         if let Some(s) = c.broken {
             return Err(s);
@@ -390,7 +415,25 @@ impl Client {
             .proto
             .start(opcode, (req.len() + data.len()) as u64, reply, self.now())
             .map_err(|_| Status::LIMIT_EXCEEDED)?;
-        c.link.send(&[hdr.as_bytes(), req, data]).map_err(|e| Self::fail(c, e))
+        let Conn { link, batch, .. } = c;
+        let r = link.send(&[batch.bytes(), hdr.as_bytes(), req, data]);
+        batch.clear();
+        r.map_err(|e| Self::fail(c, e))
+    }
+
+    /// Send the batched frames, if any.
+    fn flush_batch(c: &mut Conn) -> Result<(), Status> {
+        if c.batch.is_empty() {
+            return Ok(());
+        }
+        if let Some(s) = c.broken {
+            c.batch.clear();
+            return Err(s);
+        }
+        let Conn { link, batch, .. } = c;
+        let r = link.send(&[batch.bytes()]);
+        batch.clear();
+        r.map_err(|e| Self::fail(c, e))
     }
 
     /// Receive the reply to the oldest request waiting for one.
@@ -498,7 +541,24 @@ impl Client {
     }
 
     fn post(&self, opcode: Opcode, req: &[u8], data: &[u8]) -> Result<(), Status> {
-        self.send_request(&mut self.conn.lock(), opcode, req, data, false)
+        let mut c = self.conn.lock();
+        let Some(flusher) = self.flusher.as_ref().filter(|_| data.len() <= batch::INLINE_MAX) else {
+            return self.send_request(&mut c, opcode, req, data, false);
+        };
+        if let Some(s) = c.broken {
+            return Err(s);
+        }
+        let hdr = c
+            .proto
+            .start(opcode, (req.len() + data.len()) as u64, false, self.now())
+            .map_err(|_| Status::LIMIT_EXCEEDED)?;
+        if c.batch.push(&[hdr.as_bytes(), req, data]) {
+            flusher.notify();
+        }
+        if c.batch.len() >= batch::MAX {
+            Self::flush_batch(&mut c)?;
+        }
+        Ok(())
     }
 
     /// A large host → device copy whose bytes go on the stripes; waited for when `wait`.

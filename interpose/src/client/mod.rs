@@ -1,5 +1,6 @@
 //! The client core.
 
+mod batch;
 mod connection;
 mod params;
 mod select;
