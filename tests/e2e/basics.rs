@@ -373,6 +373,32 @@ fn bounced_copies_arrive_whole_and_fail_cleanly() {
     unsafe { c.memcpy_dtoh_bounced(&mut bounced, dev + 3, 0, (arena, slot, slots), &copy) }.unwrap();
     assert!(bounced[..] == data[3..], "read back through the arena");
 
+    // An earlier fire-and-forget failure is reported by the bounced copy, as by any call,
+    // and the copy still moves every byte (as the message path does).
+    let bad = c.memset(0x10, 0, 1, 4, 0, true).unwrap_err();
+    for to_device in [false, true] {
+        let mut got = vec![0u8; n - 3];
+        if to_device {
+            c.memset(dev, 0, 1, n as u64, 0, true).unwrap();
+        }
+        c.memset(0x10, 0, 1, 4, 0, false).unwrap();
+        // SAFETY: as above.
+        let r = unsafe {
+            if to_device {
+                c.memcpy_htod_bounced(dev, &data, 0, (arena, slot, slots), &copy)
+            } else {
+                c.memcpy_dtoh_bounced(&mut got, dev + 3, 0, (arena, slot, slots), &copy)
+            }
+        };
+        assert_eq!(r, Err(bad), "the earlier failure is reported (to device: {to_device})");
+        if !to_device {
+            assert!(got[..] == data[3..], "every byte arrived despite the earlier failure");
+        }
+        c.ping().expect("reported once");
+    }
+    c.memcpy_dtoh(&mut back, dev).unwrap();
+    assert!(back == data, "the bounced copy to the device moved every byte despite the earlier failure");
+
     // Past the end of the allocation from the third chunk on: refused, the session goes on.
     let small = c.mem_alloc(0, (2 << 20) + 100).unwrap();
     let mut out = vec![0u8; 6 << 20];
@@ -417,6 +443,9 @@ fn batched_frames_leave_without_a_later_call() {
         st.sessions.iter().any(|x| x.stats.bytes_in >= want_in)
     });
     assert!(ok, "the batched copies did not reach the worker without a later call: {st:?}");
+    let counted = c.batch_counters();
+    assert_eq!(counted.frames, pieces as u64, "every copy went into a batch");
+    assert!(counted.sends < counted.frames, "several frames per send: {counted:?}");
     c.stream_synchronize(s).unwrap();
     let mut back = vec![0u8; len];
     c.memcpy_dtoh(&mut back, dev).unwrap();

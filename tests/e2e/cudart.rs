@@ -93,7 +93,9 @@ fn c_program_runs_through_the_library() {
     let (dir, exe) = build_program("runtime_basics", "through-library");
     let sup = start_server(&helper(), "cdylib", |_| {});
     for url in urls(&sup) {
-        let (stdout, stderr) = run_ok(&exe, &dir, &url, &[("REMORA_LOG", "cudart=debug")]);
+        // Four copying threads whatever this machine's cores, so the bounced copies' helpers run.
+        let env = [("REMORA_LOG", "cudart=debug"), ("REMORA_COPY_THREADS", "4")];
+        let (stdout, stderr) = run_ok(&exe, &dir, &url, &env);
         expect_lines(
             &url,
             &stdout,

@@ -179,7 +179,8 @@ pub enum LinkKind {
 }
 
 /// A link taken apart into file descriptors, to be passed to another process ([`fdpass`]) and
-/// rebuilt there with [`from_handoff`]. No bytes are buffered in a link, so none are lost.
+/// rebuilt there with [`from_handoff`]. A link buffers no bytes unless read-ahead was turned on
+/// ([`Link::set_read_ahead`]), and then refuses the handoff while it holds any, so none are lost.
 #[derive(Debug)]
 pub struct Handoff {
     /// Backend.

@@ -167,10 +167,15 @@ pub(crate) fn parse_line(line: &str) -> Result<Line, String> {
     }
 }
 
-/// The median of `v` (the lower middle value for an even count); `None` when empty.
+/// The median of `v` (the mean of the two middle values for an even count); `None` when empty.
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
-    v.get(v.len().saturating_sub(1) / 2).copied()
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// One row measured in several runs: measured in every run → the median p50 and p99, the
@@ -391,6 +396,10 @@ done
         assert_eq!((bw.p50, bw.worst, bw.spread), (20.0, 30.0, Some((10.0, 30.0, 3))));
         assert_eq!(m[2].outcome, Outcome::Skipped("no kernels".into()));
         assert_eq!(m[3].outcome, Outcome::Skipped("measured in 1 of 3 runs".into()));
+        // An even count: the mean of the two middle runs.
+        let d = run(&[("lat", us, Some(4.0))]);
+        let Outcome::Measured(even) = merge_rows(&[&a, &b, &c, &d])[0].outcome else { panic!() };
+        assert_eq!((even.p50, even.spread), (2.5, Some((1.0, 4.0, 4))));
         // One run is that run, without a range.
         assert_eq!(merge_rows(&[&a]), a);
         let whole = merge(&[parse(SAMPLE).unwrap(), parse(SAMPLE).unwrap()]);

@@ -23,16 +23,24 @@ const MIN_CHUNK: usize = 256 << 10;
 
 enum State {
     Untried,
-    /// The worker could not map it (or `REMORA_SHM_BOUNCE=0`): the message path is used.
-    Unavailable,
+    /// Turned off (`REMORA_SHM_BOUNCE=0`): the message path is used.
+    Off,
+    /// The worker could not map it (its pinned-memory budget, say): the next this many large
+    /// copies take the message path, then it is tried again.
+    Unavailable(u32),
     Ready(usize),
 }
 
+/// Large copies that take the message path after a failed attempt before the next one.
+const RETRY_AFTER: u32 = 64;
+
 static BOUNCE: Mutex<State> = Mutex::new(State::Untried);
 
-/// `REMORA_SHM_BOUNCE=0` turns the bounce arena off (to compare with the message path).
+/// `REMORA_SHM_BOUNCE=0` (or `off`, `false`, `no`) turns the bounce arena off (to compare with
+/// the message path).
 fn enabled() -> bool {
-    std::env::var_os("REMORA_SHM_BOUNCE").is_none_or(|v| v != "0")
+    std::env::var("REMORA_SHM_BOUNCE")
+        .map_or(true, |v| !matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"))
 }
 
 /// The chunk size for a copy of `len` bytes: a quarter of it, between [`MIN_CHUNK`] and [`SLOT`],
@@ -51,21 +59,27 @@ fn with_arena(rt: &Runtime, len: usize, copy: impl FnOnce(u64) -> Result<(), Sta
     let mut state = BOUNCE.try_lock()?;
     let base = match *state {
         State::Ready(base) => base,
-        State::Unavailable => return None,
-        State::Untried => {
-            let made = if enabled() { crate::arena::create(rt, SLOT * SLOTS) } else { None };
-            match made {
-                Some(base) => {
-                    tracing::debug!("bounce arena for pageable copies: {SLOTS} × {SLOT} bytes at {base:#x}");
-                    *state = State::Ready(base);
-                    base
-                }
-                None => {
-                    *state = State::Unavailable;
-                    return None;
-                }
-            }
+        State::Off => return None,
+        State::Unavailable(left) if left > 0 => {
+            *state = State::Unavailable(left - 1);
+            return None;
         }
+        State::Untried | State::Unavailable(_) if !enabled() => {
+            *state = State::Off;
+            return None;
+        }
+        State::Untried | State::Unavailable(_) => match crate::arena::create(rt, SLOT * SLOTS) {
+            Some(base) => {
+                tracing::debug!("bounce arena for pageable copies: {SLOTS} × {SLOT} bytes at {base:#x}");
+                *state = State::Ready(base);
+                base
+            }
+            None => {
+                tracing::debug!("no bounce arena (the worker cannot map it now); copying through the ring");
+                *state = State::Unavailable(RETRY_AFTER);
+                return None;
+            }
+        },
     };
     // `state` stays locked while `copy` runs: the arena is this copy's alone.
     Some(copy(base as u64))

@@ -16,7 +16,16 @@ fn threads() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| {
         let default = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4));
-        std::env::var("REMORA_COPY_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(default).clamp(1, 8)
+        match std::env::var("REMORA_COPY_THREADS") {
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(n) => n.clamp(1, 8),
+                Err(_) => {
+                    tracing::warn!("REMORA_COPY_THREADS={v:?} is not a whole number; using {default}");
+                    default
+                }
+            },
+            Err(_) => default,
+        }
     })
 }
 
@@ -55,25 +64,34 @@ struct Job {
 // (also when unwinding) before its borrows of `from` and `to` end.
 unsafe impl Send for Job {}
 
-/// The helpers' queues, started on first use; empty when none could be started.
+/// The helpers' queues, started on first use; empty when none could be started, and in a
+/// child forked after they started (its helpers do not exist: fork copies only the caller).
 fn helpers() -> &'static [Mutex<Sender<Job>>] {
-    static HELPERS: OnceLock<Vec<Mutex<Sender<Job>>>> = OnceLock::new();
-    HELPERS.get_or_init(|| {
-        (1..threads())
-            .map_while(|i| {
-                let (tx, rx) = mpsc::channel::<Job>();
-                let spawned = std::thread::Builder::new().name(format!("remora-copy-{i}")).spawn(move || {
-                    for job in rx {
-                        // SAFETY: per `Job`'s contract, both ranges are valid and disjoint until
-                        // the latch is released, which happens after this copy.
-                        unsafe { std::ptr::copy_nonoverlapping(job.from, job.to, job.len) };
-                        job.latch.done();
-                    }
-                });
-                spawned.ok().map(|_| Mutex::new(tx))
-            })
-            .collect()
-    })
+    static HELPERS: OnceLock<(u32, Vec<Mutex<Sender<Job>>>)> = OnceLock::new();
+    let (pid, helpers) = HELPERS.get_or_init(|| (std::process::id(), start_helpers(threads() - 1)));
+    if *pid == std::process::id() {
+        helpers
+    } else {
+        &[]
+    }
+}
+
+/// Start `n` helper threads (fewer if the system refuses); their queues.
+fn start_helpers(n: usize) -> Vec<Mutex<Sender<Job>>> {
+    (1..=n)
+        .map_while(|i| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            let spawned = std::thread::Builder::new().name(format!("remora-copy-{i}")).spawn(move || {
+                for job in rx {
+                    // SAFETY: per `Job`'s contract, both ranges are valid and disjoint until
+                    // the latch is released, which happens after this copy.
+                    unsafe { std::ptr::copy_nonoverlapping(job.from, job.to, job.len) };
+                    job.latch.done();
+                }
+            });
+            spawned.ok().map(|_| Mutex::new(tx))
+        })
+        .collect()
 }
 
 /// Waits for the helpers' parts when dropped, so no helper touches the buffers after `copy`
@@ -88,8 +106,12 @@ impl Drop for WaitOnDrop {
 
 /// Copy `from` into `to` (equal lengths), split over the helper threads when large.
 pub(crate) fn copy(from: &[u8], to: &mut [u8]) {
+    copy_with(helpers(), from, to);
+}
+
+/// [`copy`] with these helpers.
+fn copy_with(helpers: &[Mutex<Sender<Job>>], from: &[u8], to: &mut [u8]) {
     assert_eq!(from.len(), to.len(), "parallel copy of unequal lengths");
-    let helpers = helpers();
     let parts = (helpers.len() + 1).min(from.len() / MIN_PART).max(1);
     if parts == 1 {
         to.copy_from_slice(from);
@@ -117,26 +139,41 @@ pub(crate) fn copy(from: &[u8], to: &mut [u8]) {
 mod tests {
     use super::*;
 
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| u8::try_from(i % 251).unwrap() ^ seed).collect()
+    }
+
     #[test]
-    fn every_byte_is_copied_whatever_the_size() {
-        for len in [0, 1, MIN_PART - 1, MIN_PART * 2 + 77, (9 << 20) + 123] {
-            let from: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
-            let mut to = vec![0u8; len];
-            copy(&from, &mut to);
-            assert!(from == to, "{len} bytes");
+    fn every_byte_is_copied_whatever_the_size_and_helpers() {
+        // Helpers started here, whatever this machine's default (CI has 2 cores: one thread).
+        for pool in [start_helpers(0), start_helpers(1), start_helpers(3)] {
+            for len in [0, 1, MIN_PART - 1, MIN_PART * 2 + 77, (9 << 20) + 123] {
+                let from = pattern(len, 0);
+                let mut to = vec![0u8; len];
+                copy_with(&pool, &from, &mut to);
+                assert!(from == to, "{len} bytes, {} helpers", pool.len());
+            }
         }
+        // The process-wide pool (its size from REMORA_COPY_THREADS or the cores).
+        let from = pattern(3 << 20, 7);
+        let mut to = vec![0u8; from.len()];
+        copy(&from, &mut to);
+        assert!(from == to);
     }
 
     #[test]
     fn concurrent_callers_share_the_helpers() {
+        let pool = start_helpers(3);
+        assert_eq!(pool.len(), 3);
         let len = 4 << 20;
         std::thread::scope(|s| {
             for k in 0..4u8 {
+                let pool = &pool;
                 s.spawn(move || {
-                    let from = vec![k.wrapping_mul(37).wrapping_add(1); len];
+                    let from = pattern(len, k.wrapping_mul(37).wrapping_add(1));
                     for _ in 0..8 {
                         let mut to = vec![0u8; len];
-                        copy(&from, &mut to);
+                        copy_with(pool, &from, &mut to);
                         assert!(from == to, "caller {k}");
                     }
                 });

@@ -12,7 +12,9 @@
 //!   launch followed by a long stretch of host work still reaches the GPU within microseconds.
 //!
 //! `REMORA_BATCH_US` sets the window in microseconds (default 10; 0 sends every frame at once,
-//! as shm and rdma links always do).
+//! as shm and rdma links always do). The flusher spins through short windows and for 20 µs
+//! after each batch (the next frame of a burst finds it awake), then parks; windows of 100 µs
+//! or more are slept.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,8 +25,11 @@ use std::time::{Duration, Instant};
 pub(super) const MAX: usize = 64 << 10;
 /// Frames carrying more inline data than this are sent at once (after the batch).
 pub(super) const INLINE_MAX: usize = 16 << 10;
-/// How long the flusher spins for the next batch before it parks.
-const SPIN: Duration = Duration::from_micros(50);
+/// How long the flusher spins for the next batch before it parks (a burst's next frame comes
+/// well within it; past it, the next batch costs its first frame one wake-up).
+const SPIN: Duration = Duration::from_micros(20);
+/// Windows at least this long are slept, not spun.
+const SLEEP_FROM: Duration = Duration::from_micros(100);
 
 /// The window from `REMORA_BATCH_US`; `None`: batching off.
 pub(super) fn window() -> Option<Duration> {
@@ -141,9 +146,13 @@ fn run(state: &State, window: Duration, flush: &dyn Fn()) {
             }
         }
         // Let the batch grow for the window, then send it.
-        let until = Instant::now() + window;
-        while Instant::now() < until && !state.stop.load(Ordering::Acquire) {
-            std::hint::spin_loop();
+        if window >= SLEEP_FROM {
+            std::thread::sleep(window);
+        } else {
+            let until = Instant::now() + window;
+            while Instant::now() < until && !state.stop.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
         }
         flush();
     }

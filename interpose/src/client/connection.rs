@@ -71,6 +71,8 @@ struct Conn {
     link: Box<dyn Link>,
     /// Fire-and-forget frames not sent yet (tcp; see `batch.rs`).
     batch: Batch,
+    /// Frames that went into a batch, and sends that carried batched frames.
+    batch_counters: BatchCounters,
     /// Extra TCP connections for large copies (none on other transports, or when refused).
     stripes: Stripes,
     proto: ClientProto,
@@ -132,6 +134,19 @@ fn completed(r: Result<(), Status>) -> Result<bool, Status> {
     }
 }
 
+/// What [`Client::batch_counters`] reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchCounters {
+    /// Frames that went into a batch.
+    pub frames: u64,
+    /// Sends that carried batched frames.
+    pub sends: u64,
+}
+
+/// Most slots a bounced copy may use (requests in flight; the connection allows 64).
+const MAX_SLOTS: usize = 16;
+
 /// The chunks of a copy through a bounce arena ([`Client::memcpy_dtoh_bounced`]).
 struct Bounce {
     base: u64,
@@ -152,7 +167,8 @@ impl Bounce {
         stream: u64,
         to_device: bool,
     ) -> Result<Bounce, Status> {
-        if slot == 0 || slots == 0 || usize::try_from(base).is_err() {
+        // At most MAX_SLOTS requests are in flight, well inside the connection's credit.
+        if slot == 0 || slots == 0 || slots > MAX_SLOTS || usize::try_from(base).is_err() {
             return Err(Status::INVALID_VALUE);
         }
         Ok(Bounce { base, slot, slots, device, len, chunks: len.div_ceil(slot), stream, to_device })
@@ -202,12 +218,24 @@ impl Bounce {
     }
 }
 
-/// Requests sent and replies read during a bounced copy, and its first error.
+/// Requests sent and replies read during a bounced copy, its first failed chunk, and the
+/// first asynchronous error of earlier work that a reply carried.
 #[derive(Default)]
 struct Pending {
     sent: usize,
     received: usize,
     error: Option<Status>,
+    deferred: Option<Status>,
+}
+
+impl Pending {
+    /// What the copy returns: a failed chunk first, else an earlier asynchronous error.
+    fn outcome(&self) -> Result<Vec<u8>, Status> {
+        match self.error.or(self.deferred) {
+            Some(s) => Err(s),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -305,6 +333,7 @@ impl Client {
         let conn = Arc::new(Mutex::new(Conn {
             link,
             batch: Batch::default(),
+            batch_counters: BatchCounters::default(),
             stripes,
             proto: ClientProto::new(64, nanos(KEEPALIVE), nanos(DEAD_AFTER), 0),
             broken: None,
@@ -415,7 +444,10 @@ impl Client {
             .proto
             .start(opcode, (req.len() + data.len()) as u64, reply, self.now())
             .map_err(|_| Status::LIMIT_EXCEEDED)?;
-        let Conn { link, batch, .. } = c;
+        let Conn { link, batch, batch_counters, .. } = c;
+        if !batch.is_empty() {
+            batch_counters.sends += 1;
+        }
         let r = link.send(&[batch.bytes(), hdr.as_bytes(), req, data]);
         batch.clear();
         r.map_err(|e| Self::fail(c, e))
@@ -430,14 +462,32 @@ impl Client {
             c.batch.clear();
             return Err(s);
         }
-        let Conn { link, batch, .. } = c;
+        let Conn { link, batch, batch_counters, .. } = c;
+        batch_counters.sends += 1;
         let r = link.send(&[batch.bytes()]);
         batch.clear();
         r.map_err(|e| Self::fail(c, e))
     }
 
-    /// Receive the reply to the oldest request waiting for one.
+    /// Receive the reply to the oldest request waiting for one: its body, or its status; an
+    /// asynchronous error it carries (from earlier fire-and-forget work) is returned in place
+    /// of a successful body, as CUDA reports such errors at the next call.
     fn receive_reply(&self, c: &mut Conn, into: Into<'_>, output: &mut Vec<u8>) -> Result<Vec<u8>, Status> {
+        let (out, async_err) = self.receive_reply_split(c, into, output)?;
+        if !async_err.is_ok() {
+            return Err(async_err);
+        }
+        Ok(out)
+    }
+
+    /// [`Client::receive_reply`], with the asynchronous error the reply carries apart: `Err` is
+    /// this request's own failure (or a lost connection); `Ok((body, async_error))` otherwise.
+    fn receive_reply_split(
+        &self,
+        c: &mut Conn,
+        into: Into<'_>,
+        output: &mut Vec<u8>,
+    ) -> Result<(Vec<u8>, Status), Status> {
         let rh = match recv_header(&mut *c.link) {
             Ok(h) => h,
             Err(e) => return Err(Self::fail(c, e)),
@@ -490,12 +540,11 @@ impl Client {
             c.broken = Some(if async_err.is_fatal() { async_err } else { status });
         }
         if !status.is_ok() {
+            // This request failed: its own status is the answer (an asynchronous error it
+            // carried is dropped, as before).
             return Err(status);
         }
-        if !async_err.is_ok() {
-            return Err(async_err);
-        }
-        Ok(out)
+        Ok((out, async_err))
     }
 
     /// Read the device output that starts the payload of a reply with [`Flags::OUTPUT`] into
@@ -552,6 +601,7 @@ impl Client {
             .proto
             .start(opcode, (req.len() + data.len()) as u64, false, self.now())
             .map_err(|_| Status::LIMIT_EXCEEDED)?;
+        c.batch_counters.frames += 1;
         if c.batch.push(&[hdr.as_bytes(), req, data]) {
             flusher.notify();
         }
@@ -609,6 +659,13 @@ impl Client {
     /// How many extra TCP connections carry this session's large copies (0: none).
     pub fn stripe_count(&self) -> usize {
         self.conn.lock().stripes.len()
+    }
+
+    /// Fire-and-forget frames batched so far, and the sends that carried them (tcp; zeros where
+    /// frames are sent one by one). Diagnostics: a burst of N batched frames costs far fewer
+    /// than N sends.
+    pub fn batch_counters(&self) -> BatchCounters {
+        self.conn.lock().batch_counters
     }
 
     /// The sticky error, if the session is broken (fatal device fault or lost connection).
@@ -875,7 +932,7 @@ impl Client {
                     copy_out(unsafe { b.slot(k, n) }, &mut dst[off..off + n]);
                 }
             }
-            pending.error.map_or(Ok(Vec::new()), Err)
+            pending.outcome()
         })
         .map(drop)
     }
@@ -915,17 +972,19 @@ impl Client {
             while pending.received < pending.sent {
                 self.bounce_reply(c, &mut pending, output)?;
             }
-            pending.error.map_or(Ok(Vec::new()), Err)
+            pending.outcome()
         })
         .map(drop)
     }
 
-    /// Read the next reply of a bounced copy: `Ok(true)` when it succeeded and no earlier one
-    /// failed; a failed chunk is kept as the copy's error (the rest are still read); a broken
+    /// Read the next reply of a bounced copy: `Ok(true)` when its chunk was copied and no
+    /// earlier chunk failed. A failed chunk is kept as the copy's error (the replies still owed
+    /// are read, no more chunks are asked for); an asynchronous error of earlier work that a
+    /// reply carries is kept for the end and the copy goes on, as on the message path; a broken
     /// connection ends the copy.
     fn bounce_reply(&self, c: &mut Conn, pending: &mut Pending, output: &mut Vec<u8>) -> Result<bool, Status> {
         let mut more = Vec::new();
-        let r = self.receive_reply(c, Into::Vec, &mut more);
+        let r = self.receive_reply_split(c, Into::Vec, &mut more);
         output.append(&mut more);
         pending.received += 1;
         match r {
@@ -934,7 +993,15 @@ impl Client {
                 pending.error.get_or_insert(s);
                 Ok(false)
             }
-            Ok(_) => Ok(pending.error.is_none()),
+            Ok((_, deferred)) => {
+                if !deferred.is_ok() {
+                    if c.broken.is_some() {
+                        return Err(deferred);
+                    }
+                    pending.deferred.get_or_insert(deferred);
+                }
+                Ok(pending.error.is_none())
+            }
         }
     }
 
