@@ -9,10 +9,11 @@
 //!   nonblocking reads (`MSG_DONTWAIT`) for the [`PollPolicy`]'s spin time, then blocks in the
 //!   kernel (`recv(MSG_WAITALL)`: one call sleeps until the rest of a large payload is in,
 //!   rather than one `poll` + `read` per segment).
-//! - Where the link stays in its process ([`Link::set_read_ahead`]: the worker, once its
-//!   session runs), small reads take whatever has arrived into a 64 KiB buffer and are served
-//!   from it: a burst of small frames (launches, asynchronous copies) costs one `recv` instead
-//!   of two per frame. Large reads still go straight into the caller's buffer.
+//! - Where the link stays in its process ([`Link::set_read_ahead`]: the worker once its session
+//!   runs, the client), small reads take whatever has arrived into a 64 KiB buffer and are
+//!   served from it: a burst of small frames (launches, asynchronous copies) costs one `recv`
+//!   instead of two per frame, a small reply one instead of two. Large reads still go straight
+//!   into the caller's buffer.
 //! - The socket itself stays in blocking mode: its file status flags are shared with any process
 //!   the descriptor is handed to, so per-call flags are used instead.
 

@@ -325,6 +325,8 @@ impl Client {
             tracing::debug!(stripes = stripes.len(), "extra tcp connections for large copies");
         }
         link.set_recv_timeout(None);
+        // The link stays in this process: a reply's header and body come in one `recv` (tcp).
+        link.set_read_ahead(true);
         link.set_dead_peer_timeout(dead_peer_timeout())
             .map_err(|source| ConnectError::Connect { url: url.into(), source })?;
         tracing::debug!(%endpoint, session = welcome.session_id.get(), worker = welcome.worker_pid.get(), backend = welcome.backend_name(), "connected");
