@@ -452,3 +452,40 @@ fn batched_frames_leave_without_a_later_call() {
     assert!(back == want, "batched copies applied in order");
     c.close().unwrap();
 }
+
+/// Over tcp, the flusher sends batches outside the connection lock while other threads post
+/// and wait: every waiting call still finds each frame its thread posted before it applied.
+#[test]
+fn batched_frames_keep_their_order_across_threads() {
+    let sup = start_server(&helper(), "batch-order", |_| {});
+    let url = urls(&sup).into_iter().find(|u| u.starts_with("tcp://")).unwrap();
+    let c = Client::connect(&url, None).unwrap();
+    let threads = 4u64;
+    let dev = c.mem_alloc(0, threads * 64).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let c = &c;
+            s.spawn(move || {
+                let at = dev + t * 64;
+                for i in 0..2000u32 {
+                    let v = [u8::try_from((i + u32::try_from(t).unwrap() * 7) % 251).unwrap(); 64];
+                    c.memcpy_htod_async(at, &v, 0).unwrap();
+                    if i % 2 == 0 {
+                        // Wait about one batch window, so the flusher is often in the middle of
+                        // sending this frame when the read below is sent.
+                        let wait = std::time::Duration::from_micros(u64::from(8 + i % 7));
+                        let t0 = std::time::Instant::now();
+                        while t0.elapsed() < wait {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    let mut back = [0u8; 64];
+                    c.memcpy_dtoh(&mut back, at).unwrap();
+                    assert_eq!(back, v, "thread {t} copy {i}: a later request overtook its batch");
+                }
+            });
+        }
+    });
+    assert!(c.batch_counters().frames > 0, "the copies were batched");
+    c.close().unwrap();
+}

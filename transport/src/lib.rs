@@ -178,6 +178,25 @@ pub enum LinkKind {
     Shm = 2,
 }
 
+/// Sends on a link's connection from another thread ([`Link::send_half`]): the frames go out
+/// on the same stream, so the caller orders them with the link's own sends.
+#[derive(Debug)]
+pub struct SendHalf {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl SendHalf {
+    pub(crate) fn new(fd: std::os::fd::OwnedFd) -> SendHalf {
+        SendHalf { fd }
+    }
+
+    /// Send `parts` whole, as [`Link::send`] does.
+    pub fn send(&self, parts: &[&[u8]]) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        sys::send_all_vectored(self.fd.as_raw_fd(), parts).map_err(|e| Error::io("send", e))
+    }
+}
+
 /// A link taken apart into file descriptors, to be passed to another process ([`fdpass`]) and
 /// rebuilt there with [`from_handoff`]. A link buffers no bytes unless read-ahead was turned on
 /// ([`Link::set_read_ahead`]), and then refuses the handoff while it holds any, so none are lost.
@@ -236,6 +255,12 @@ pub trait Link: Send + fmt::Debug {
     fn peer(&self) -> String;
     /// Take the link apart into descriptors for another process.
     fn into_handoff(self: Box<Self>) -> Result<Handoff>;
+    /// A second handle that sends on this link from another thread ([`SendHalf`]), where the
+    /// backend has one (tcp: the same socket). Whoever uses it must order its sends with the
+    /// link's own.
+    fn send_half(&self) -> Option<SendHalf> {
+        None
+    }
     /// Let [`Link::recv_exact`] take more than it was asked for and keep the rest for the next
     /// reads, where the backend gains from it (tcp: one `recv` for a burst of small frames).
     /// Only for a link that stays in this process: a handoff fails while bytes are buffered.

@@ -221,6 +221,10 @@ impl Link for TcpLink {
         Ok(())
     }
 
+    fn send_half(&self) -> Option<crate::SendHalf> {
+        self.sock.try_clone().ok().map(|s| crate::SendHalf::new(OwnedFd::from(s)))
+    }
+
     fn set_read_ahead(&mut self, on: bool) {
         match (on, &self.ahead) {
             (true, None) => self.ahead = Some(ReadAhead { buf: vec![0; AHEAD].into_boxed_slice(), start: 0, end: 0 }),

@@ -10,6 +10,9 @@
 //! - when it reaches [`MAX`] bytes;
 //! - at the latest a short window after its first frame: the [`Flusher`] thread sends it, so a
 //!   launch followed by a long stretch of host work still reaches the GPU within microseconds.
+//!   It sends outside the connection lock (on a second handle of the socket, in order with
+//!   every other send through the connection's wire lock), so a call posting meanwhile is not
+//!   held up by that send.
 //!
 //! `REMORA_BATCH_US` sets the window in microseconds (default 10; 0 sends every frame at once,
 //! as shm and rdma links always do). The flusher spins through short windows and for 20 µs
@@ -78,6 +81,12 @@ impl Batch {
         &self.bytes
     }
 
+    /// Move the frames into `out` (empty), leaving this batch empty with `out`'s old buffer.
+    pub(super) fn take_into(&mut self, out: &mut Vec<u8>) {
+        debug_assert!(out.is_empty());
+        std::mem::swap(&mut self.bytes, out);
+    }
+
     /// Forget the frames (sent, or the connection is gone); the buffer is kept.
     pub(super) fn clear(&mut self) {
         self.bytes.clear();
@@ -99,12 +108,12 @@ pub(super) struct Flusher {
 impl Flusher {
     /// Start the thread; `flush` sends whatever is batched. `None` if no thread can be started
     /// (the caller then sends every frame at once).
-    pub(super) fn start(window: Duration, flush: impl Fn() + Send + 'static) -> Option<Flusher> {
+    pub(super) fn start(window: Duration, mut flush: impl FnMut() + Send + 'static) -> Option<Flusher> {
         let state = Arc::new(State { pending: AtomicBool::new(false), stop: AtomicBool::new(false) });
         let s = Arc::clone(&state);
         let thread = std::thread::Builder::new()
             .name("remora-batch".into())
-            .spawn(move || run(&s, window, &flush))
+            .spawn(move || run(&s, window, &mut flush))
             .map_err(|e| tracing::warn!("no batching of fire-and-forget frames: {e}"))
             .ok()?;
         Some(Flusher { state, thread: Some(thread) })
@@ -130,7 +139,7 @@ impl Drop for Flusher {
     }
 }
 
-fn run(state: &State, window: Duration, flush: &dyn Fn()) {
+fn run(state: &State, window: Duration, flush: &mut dyn FnMut()) {
     loop {
         let idle_since = Instant::now();
         while !state.pending.swap(false, Ordering::AcqRel) {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use remora_transport::proto::ClientProto;
 use remora_transport::stripes::Stripes;
-use remora_transport::{connect, handshake, recv_header, Endpoint, Link};
+use remora_transport::{connect, handshake, recv_header, Endpoint, Link, SendHalf};
 use remora_wire::handshake::Capabilities;
 use remora_wire::ops::{self, DeviceInfo, ImageKind, ParamInfo};
 use remora_wire::{Flags, Header, Opcode, Status, Welcome, I32, OUTPUT_PREFIX_LEN, U32, U64};
@@ -92,6 +92,10 @@ fn stdout_sink(bytes: &[u8]) {
 /// A connection to a remora server.
 pub struct Client {
     conn: Arc<Mutex<Conn>>,
+    /// Held while bytes go onto the connection (always taken with `conn` held, after it): the
+    /// flusher takes it before letting `conn` go and sends outside `conn`, so calls can add to
+    /// the next batch meanwhile while every later send still waits for the batch to be out.
+    wire: Arc<Mutex<()>>,
     /// Sends batched frames a short window after the first (tcp only; `None`: no batching).
     /// It holds its own handle on the connection: when it is dropped it sends what is still
     /// batched, then lets the connection go.
@@ -340,19 +344,20 @@ impl Client {
             proto: ClientProto::new(64, nanos(KEEPALIVE), nanos(DEAD_AFTER), 0),
             broken: None,
         }));
+        let wire = Arc::new(Mutex::new(()));
         let flusher = match (&endpoint, batch::window()) {
             (Endpoint::Tcp(_), Some(window)) => {
-                let conn = Arc::clone(&conn);
-                Flusher::start(window, move || {
-                    let mut c = conn.lock();
-                    // A failure marks the connection broken; the next call reports it.
-                    let _ = Self::flush_batch(&mut c);
-                })
+                let half = conn.lock().link.send_half();
+                match half {
+                    Some(half) => Flusher::start(window, Self::flush_job(Arc::clone(&conn), Arc::clone(&wire), half)),
+                    None => None,
+                }
             }
             _ => None,
         };
         Ok(Client {
             conn,
+            wire,
             flusher,
             output: Mutex::new(Box::new(stdout_sink)),
             endpoint,
@@ -450,13 +455,15 @@ impl Client {
         if !batch.is_empty() {
             batch_counters.sends += 1;
         }
+        let wire = self.wire.lock();
         let r = link.send(&[batch.bytes(), hdr.as_bytes(), req, data]);
+        drop(wire);
         batch.clear();
         r.map_err(|e| Self::fail(c, e))
     }
 
     /// Send the batched frames, if any.
-    fn flush_batch(c: &mut Conn) -> Result<(), Status> {
+    fn flush_batch(&self, c: &mut Conn) -> Result<(), Status> {
         if c.batch.is_empty() {
             return Ok(());
         }
@@ -466,9 +473,40 @@ impl Client {
         }
         let Conn { link, batch, batch_counters, .. } = c;
         batch_counters.sends += 1;
+        let wire = self.wire.lock();
         let r = link.send(&[batch.bytes()]);
+        drop(wire);
         batch.clear();
         r.map_err(|e| Self::fail(c, e))
+    }
+
+    /// The flusher's job: take the batch under the connection lock, take the wire before
+    /// letting the connection go, and send on `half` outside it — a call posting meanwhile
+    /// adds to the next batch instead of waiting for this send, and any later send waits for
+    /// the wire, so frames stay in order. A failed send marks the connection broken; the next
+    /// call reports it.
+    fn flush_job(conn: Arc<Mutex<Conn>>, wire: Arc<Mutex<()>>, half: SendHalf) -> impl FnMut() + Send + 'static {
+        let mut out = Vec::new();
+        move || {
+            let mut c = conn.lock();
+            if c.batch.is_empty() {
+                return;
+            }
+            if c.broken.is_some() {
+                c.batch.clear();
+                return;
+            }
+            c.batch.take_into(&mut out);
+            c.batch_counters.sends += 1;
+            let w = wire.lock();
+            drop(c);
+            let r = half.send(&[&out]);
+            drop(w);
+            out.clear();
+            if let Err(e) = r {
+                Self::fail(&mut conn.lock(), e);
+            }
+        }
     }
 
     /// Receive the reply to the oldest request waiting for one: its body, or its status; an
@@ -608,7 +646,7 @@ impl Client {
             flusher.notify();
         }
         if c.batch.len() >= batch::MAX {
-            Self::flush_batch(&mut c)?;
+            self.flush_batch(&mut c)?;
         }
         Ok(())
     }
