@@ -239,6 +239,14 @@ int main(int argc, char **argv) {
                   time_each(iters, [&] { CK(cudaMemcpy(host, dev, sz, cudaMemcpyDeviceToHost)); }));
     }
   }
+  // An asynchronous copy from pageable memory on an idle stream, then a synchronisation.
+  {
+    const size_t sz = size_t(16) << 20;
+    report_gbps("copy_h2d_pageable_async_16MiB", sz, time_each(g_quick ? 5 : 30, [&] {
+                  CK(cudaMemcpyAsync(dev, pageable, sz, cudaMemcpyHostToDevice, 0));
+                  CK(cudaStreamSynchronize(0));
+                }));
+  }
   CK(cudaFreeHost(pinned));
   std::free(pageable);
   CK(cudaFree(dev));

@@ -69,7 +69,8 @@ int main(void) {
     for (int i = 0; i < L; i++) lh[i] = (unsigned char)(i * 13 ^ (i >> 11));
     void *ld = NULL;
     CHECK(cudaMalloc(&ld, L));
-    /* In by the message path (asynchronous), out in one large copy. */
+    /* In asynchronously on an idle stream (over shm: the bounce arena too), out in one large
+       copy. */
     CHECK(cudaMemcpyAsync(ld, lh, L, 1, 0));
     CHECK(cudaDeviceSynchronize());
     memset(lb, 0, L);

@@ -489,3 +489,20 @@ fn batched_frames_keep_their_order_across_threads() {
     assert!(c.batch_counters().frames > 0, "the copies were batched");
     c.close().unwrap();
 }
+
+/// An asynchronous error carried by a reply that fails on its own (or answers "not ready") is
+/// not lost: the next call that succeeds reports it, once.
+#[test]
+fn an_async_error_behind_a_failed_reply_is_reported_later() {
+    let sup = start_server(&helper(), "deferred", |_| {});
+    for url in urls(&sup) {
+        let c = Client::connect(&url, None).unwrap();
+        let bad = c.memset(0x10, 0, 1, 4, 0, true).unwrap_err();
+        c.memset(0x10, 0, 1, 4, 0, false).unwrap(); // fails on the worker, reported later
+        let own = c.mem_free(0xdead_0000).unwrap_err();
+        assert_ne!(own, Status::SUCCESS);
+        assert_eq!(c.ping(), Err(bad), "{url}: the earlier failure is reported by the next call that succeeds");
+        c.ping().expect("reported once");
+        c.close().unwrap();
+    }
+}

@@ -112,6 +112,15 @@ impl ClientProto {
         core::mem::replace(&mut self.sticky, Status::SUCCESS)
     }
 
+    /// Keep `status` (taken with [`ClientProto::take_async_error`]) for a later call, unless an
+    /// error is already kept: a reply that failed itself reports its own status, and the
+    /// asynchronous error it carried waits for the next call that succeeds.
+    pub fn defer_async_error(&mut self, status: Status) {
+        if self.sticky.is_ok() {
+            self.sticky = status;
+        }
+    }
+
     /// Requests awaiting replies.
     pub fn in_flight(&self) -> usize {
         self.awaiting.len()
@@ -213,6 +222,11 @@ mod tests {
         );
         let ra = Header::reply(&a, Status::SUCCESS, 8, Status::LAUNCH_FAILED);
         assert_eq!(c.on_reply(&ra, 2), Ok(Status::SUCCESS));
+        assert_eq!(c.take_async_error(), Status::LAUNCH_FAILED);
+        assert_eq!(c.take_async_error(), Status::SUCCESS);
+        // Deferred for a later call, and the first error kept stays first.
+        c.defer_async_error(Status::LAUNCH_FAILED);
+        c.defer_async_error(Status::ILLEGAL_ADDRESS);
         assert_eq!(c.take_async_error(), Status::LAUNCH_FAILED);
         assert_eq!(c.take_async_error(), Status::SUCCESS);
         assert_eq!(c.on_reply(&rb, 3), Ok(Status::SUCCESS));

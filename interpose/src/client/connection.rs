@@ -580,8 +580,12 @@ impl Client {
             c.broken = Some(if async_err.is_fatal() { async_err } else { status });
         }
         if !status.is_ok() {
-            // This request failed: its own status is the answer (an asynchronous error it
-            // carried is dropped, as before).
+            // This request failed (or, for a query, answered "not ready"): its own status is
+            // the answer, and an asynchronous error the reply carried waits for the next call
+            // that succeeds — a `cudaStreamQuery` polling loop must not swallow it.
+            if !async_err.is_ok() && c.broken.is_none() {
+                c.proto.defer_async_error(async_err);
+            }
             return Err(status);
         }
         Ok((out, async_err))

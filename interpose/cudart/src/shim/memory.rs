@@ -137,19 +137,31 @@ fn copy_once(
             }
             // SAFETY: `src` is a host buffer of `count` bytes.
             let data = unsafe { ffi::bytes(src as *const u8, count) }?;
-            if wait {
+            // An asynchronous copy asks whether its stream is idle; an earlier asynchronous
+            // error that answer brings back is this call's to report, after the copy is queued
+            // (as the next waiting call would have reported it).
+            let (bounced, earlier) = if wait {
+                (true, None)
+            } else {
+                match bounce::idle_stream(rt, count, stream) {
+                    Ok(idle) => (idle, None),
+                    Err(e) => (false, Some(e)),
+                }
+            };
+            if bounced {
                 if let Some(r) = bounce::htod(rt, data, d, stream) {
-                    // Large, same host, waited for: copied into a shared pinned bounce arena
-                    // here and DMAed from it. (Asynchronous copies stay on the message path,
-                    // which takes the bytes without waiting for the stream.)
+                    // Large, same host, waited for or on an idle stream: copied into a shared
+                    // pinned bounce arena here and DMAed from it. (Asynchronous copies behind
+                    // other work stay on the message path, which takes the bytes at once.)
                     return r.map_err(cuda);
                 }
             }
-            if wait && stream == 0 {
-                rt.client.memcpy_htod(d, data).map_err(cuda)
+            let r = if wait && stream == 0 {
+                rt.client.memcpy_htod(d, data)
             } else {
-                rt.client.memcpy_htod_async(d, data, stream).map_err(cuda)
-            }
+                rt.client.memcpy_htod_async(d, data, stream)
+            };
+            r.and(earlier.map_or(Ok(()), Err)).map_err(cuda)
         }
         DEVICE_TO_HOST => {
             device_range(rt, s, count)?;
