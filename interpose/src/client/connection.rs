@@ -190,14 +190,7 @@ impl Bounce {
 
     fn request(&self, k: usize) -> ops::MemcpyHost {
         let (off, n) = self.range(k);
-        ops::MemcpyHost {
-            device: U64::new(self.device + off as u64),
-            host: U64::new(self.slot_addr(k)),
-            len: U64::new(n as u64),
-            stream: U64::new(self.stream),
-            to_device: U32::new(u32::from(self.to_device)),
-            reserved: U32::new(0),
-        }
+        ops::MemcpyHost::new(self.device + off as u64, self.slot_addr(k), n as u64, self.stream, self.to_device)
     }
 
     /// The first `n` bytes of chunk k's slot.
@@ -444,19 +437,29 @@ impl Client {
     /// Send one request frame (header, operation struct, inline data), after the batched
     /// frames, in the same send.
     fn send_request(&self, c: &mut Conn, opcode: Opcode, req: &[u8], data: &[u8], reply: bool) -> Result<(), Status> {
+        let hdr = self.start_frame(c, opcode, req.len() + data.len(), reply)?;
+        self.send_after_batch(c, [hdr.as_bytes(), req, data])
+    }
+
+    /// The header of a new frame of `len` payload bytes (`reply`: a request waited for), or the
+    /// connection's sticky error.
+    fn start_frame(&self, c: &mut Conn, opcode: Opcode, len: usize, reply: bool) -> Result<Header, Status> {
         if let Some(s) = c.broken {
             return Err(s);
         }
-        let hdr = c
-            .proto
-            .start(opcode, (req.len() + data.len()) as u64, reply, self.now())
-            .map_err(|_| Status::LIMIT_EXCEEDED)?;
+        c.proto.start(opcode, len as u64, reply, self.now()).map_err(|_| Status::LIMIT_EXCEEDED)
+    }
+
+    /// Send the batched frames, then `frame` (header, operation struct, inline data; any part
+    /// may be empty), in one send under the wire lock; the batch is emptied either way.
+    fn send_after_batch(&self, c: &mut Conn, frame: [&[u8]; 3]) -> Result<(), Status> {
         let Conn { link, batch, batch_counters, .. } = c;
         if !batch.is_empty() {
             batch_counters.sends += 1;
         }
+        let [hdr, req, data] = frame;
         let wire = self.wire.lock();
-        let r = link.send(&[batch.bytes(), hdr.as_bytes(), req, data]);
+        let r = link.send(&[batch.bytes(), hdr, req, data]);
         drop(wire);
         batch.clear();
         r.map_err(|e| Self::fail(c, e))
@@ -471,13 +474,7 @@ impl Client {
             c.batch.clear();
             return Err(s);
         }
-        let Conn { link, batch, batch_counters, .. } = c;
-        batch_counters.sends += 1;
-        let wire = self.wire.lock();
-        let r = link.send(&[batch.bytes()]);
-        drop(wire);
-        batch.clear();
-        r.map_err(|e| Self::fail(c, e))
+        self.send_after_batch(c, [&[], &[], &[]])
     }
 
     /// The flusher's job: take the batch under the connection lock, take the wire before
@@ -638,13 +635,7 @@ impl Client {
         let Some(flusher) = self.flusher.as_ref().filter(|_| data.len() <= batch::INLINE_MAX) else {
             return self.send_request(&mut c, opcode, req, data, false);
         };
-        if let Some(s) = c.broken {
-            return Err(s);
-        }
-        let hdr = c
-            .proto
-            .start(opcode, (req.len() + data.len()) as u64, false, self.now())
-            .map_err(|_| Status::LIMIT_EXCEEDED)?;
+        let hdr = self.start_frame(&mut c, opcode, req.len() + data.len(), false)?;
         c.batch_counters.frames += 1;
         if c.batch.push(&[hdr.as_bytes(), req, data]) {
             flusher.notify();
@@ -657,13 +648,7 @@ impl Client {
 
     /// A large host → device copy whose bytes go on the stripes; waited for when `wait`.
     fn striped_htod(&self, dst: u64, src: &[u8], stream: u64, wait: bool) -> Result<(), Status> {
-        let o = ops::MemcpyStriped {
-            device: U64::new(dst),
-            len: U64::new(src.len() as u64),
-            stream: U64::new(stream),
-            to_device: U32::new(1),
-            reserved: U32::new(0),
-        };
+        let o = ops::MemcpyStriped::new(dst, src.len() as u64, stream, true);
         self.call_with(|c, output| {
             self.send_request(c, Opcode::MemcpyStriped, o.as_bytes(), &[], wait)?;
             for piece in src.chunks(c.stripes.piece()) {
@@ -682,13 +667,7 @@ impl Client {
 
     /// A large device → host copy whose bytes come on the stripes.
     fn striped_dtoh(&self, dst: &mut [u8], src: u64, stream: u64) -> Result<(), Status> {
-        let o = ops::MemcpyStriped {
-            device: U64::new(src),
-            len: U64::new(dst.len() as u64),
-            stream: U64::new(stream),
-            to_device: U32::new(0),
-            reserved: U32::new(0),
-        };
+        let o = ops::MemcpyStriped::new(src, dst.len() as u64, stream, false);
         self.call_with(|c, output| {
             self.send_request(c, Opcode::MemcpyStriped, o.as_bytes(), &[], true)?;
             self.receive_reply(c, Into::Stripes(dst), output)
@@ -927,14 +906,7 @@ impl Client {
         to_device: bool,
         wait: bool,
     ) -> Result<(), Status> {
-        let o = ops::MemcpyHost {
-            device: U64::new(device),
-            host: U64::new(host),
-            len: U64::new(len),
-            stream: U64::new(stream),
-            to_device: U32::new(u32::from(to_device)),
-            reserved: U32::new(0),
-        };
+        let o = ops::MemcpyHost::new(device, host, len, stream, to_device);
         self.unit_or_post(Opcode::MemcpyHost, o.as_bytes(), wait)
     }
 

@@ -207,6 +207,33 @@ impl MemAllocAt {
     }
 }
 
+impl MemcpyHost {
+    /// A copy of `len` bytes between `device` and the arena address `host`, on `stream`.
+    pub fn new(device: u64, host: u64, len: u64, stream: u64, to_device: bool) -> MemcpyHost {
+        MemcpyHost {
+            device: U64::new(device),
+            host: U64::new(host),
+            len: U64::new(len),
+            stream: U64::new(stream),
+            to_device: U32::new(u32::from(to_device)),
+            reserved: U32::new(0),
+        }
+    }
+}
+
+impl MemcpyStriped {
+    /// A copy of `len` bytes to or from `device` on `stream`, its bytes on the stripes.
+    pub fn new(device: u64, len: u64, stream: u64, to_device: bool) -> MemcpyStriped {
+        MemcpyStriped {
+            device: U64::new(device),
+            len: U64::new(len),
+            stream: U64::new(stream),
+            to_device: U32::new(u32::from(to_device)),
+            reserved: U32::new(0),
+        }
+    }
+}
+
 impl MemAlloc {
     /// An allocation request.
     pub fn new(device: u32, size: u64) -> MemAlloc {
