@@ -2,7 +2,7 @@
 
 use remora_interpose::client::{pack_params, Client, LaunchDims};
 use remora_server::backend::demo_kernels::DEMO_PTX;
-use remora_tests::{start_server, urls};
+use remora_tests::{start_server, url_of, urls};
 use remora_wire::ops::ImageKind;
 use remora_wire::Status;
 use zerocopy::IntoBytes;
@@ -290,10 +290,10 @@ fn large_pageable_copies_through_pinned_staging() {
 #[test]
 fn large_tcp_copies_travel_on_the_stripes() {
     let sup = start_server(&helper(), "stripes", |_| {});
-    let url = urls(&sup).into_iter().find(|u| u.starts_with("tcp://")).unwrap();
+    let url = url_of(&sup, "tcp://");
     let c = Client::connect(&url, None).unwrap();
     assert!(c.stripe_count() >= 2, "a tcp session gets extra connections (got {})", c.stripe_count());
-    let shm = urls(&sup).into_iter().find(|u| u.starts_with("shm://")).unwrap();
+    let shm = url_of(&sup, "shm://");
     assert_eq!(Client::connect(&shm, None).unwrap().stripe_count(), 0, "shm sessions have none");
     let max = (40 << 20) + 3;
     let dev = c.mem_alloc(0, max as u64).unwrap();
@@ -355,7 +355,7 @@ fn shared_arena(c: &Client, len: usize) -> u64 {
 #[test]
 fn bounced_copies_arrive_whole_and_fail_cleanly() {
     let sup = start_server(&helper(), "bounce", |_| {});
-    let url = urls(&sup).into_iter().find(|u| u.starts_with("shm://")).unwrap();
+    let url = url_of(&sup, "shm://");
     let c = Client::connect(&url, None).unwrap();
     let (slot, slots) = (1 << 20, 3);
     let arena = shared_arena(&c, slot * slots);
@@ -423,7 +423,7 @@ fn bounced_copies_arrive_whole_and_fail_cleanly() {
 #[test]
 fn batched_frames_leave_without_a_later_call() {
     let sup = start_server(&helper(), "batch", |_| {});
-    let url = urls(&sup).into_iter().find(|u| u.starts_with("tcp://")).unwrap();
+    let url = url_of(&sup, "tcp://");
     let c = Client::connect(&url, None).unwrap();
     // Fewer bytes than a batch holds, so only the window can send them.
     let (pieces, size, stride) = (32usize, 512usize, 400usize);
@@ -458,7 +458,7 @@ fn batched_frames_leave_without_a_later_call() {
 #[test]
 fn batched_frames_keep_their_order_across_threads() {
     let sup = start_server(&helper(), "batch-order", |_| {});
-    let url = urls(&sup).into_iter().find(|u| u.starts_with("tcp://")).unwrap();
+    let url = url_of(&sup, "tcp://");
     let c = Client::connect(&url, None).unwrap();
     let threads = 4u64;
     let dev = c.mem_alloc(0, threads * 64).unwrap();

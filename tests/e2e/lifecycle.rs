@@ -12,14 +12,7 @@ use remora_wire::Status;
 use crate::helper;
 
 fn still_serving(url: &str) {
-    let c = Client::connect(url, None).expect("a new client is served");
-    let p = c.mem_alloc(0, 64).unwrap();
-    c.memcpy_htod(p, &[7u8; 64]).unwrap();
-    let mut b = [0u8; 64];
-    c.memcpy_dtoh(&mut b, p).unwrap();
-    assert_eq!(b, [7u8; 64]);
-    c.mem_free(p).unwrap();
-    c.close().unwrap();
+    remora_tests::still_serving(url, 64, 7);
 }
 
 #[test]

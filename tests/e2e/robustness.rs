@@ -53,14 +53,7 @@ fn assert_drained(sup: &remora_server::supervisor::Supervisor, what: &str) {
 }
 
 fn still_serving(url: &str) {
-    let c = Client::connect(url, None).expect("a new client is served");
-    let p = c.mem_alloc(0, 4096).unwrap();
-    c.memcpy_htod(p, &[9u8; 4096]).unwrap();
-    let mut b = [0u8; 4096];
-    c.memcpy_dtoh(&mut b, p).unwrap();
-    assert_eq!(b, [9u8; 4096]);
-    c.mem_free(p).unwrap();
-    c.close().unwrap();
+    remora_tests::still_serving(url, 4096, 9);
 }
 
 /// `REMORA_LOAD_CLIENTS` (64) clients at once, half over tcp and half over shm, each running

@@ -55,6 +55,24 @@ pub fn urls(sup: &Supervisor) -> Vec<String> {
     sup.endpoints().iter().map(ToString::to_string).collect()
 }
 
+/// The server's first URL with this scheme (`"tcp://"`, `"shm://"`).
+pub fn url_of(sup: &Supervisor, scheme: &str) -> String {
+    urls(sup).into_iter().find(|u| u.starts_with(scheme)).unwrap_or_else(|| panic!("the server has no {scheme} URL"))
+}
+
+/// A new client on `url` allocates, copies `len` bytes of `byte` there and back, and leaves:
+/// the server still serves newcomers.
+pub fn still_serving(url: &str, len: usize, byte: u8) {
+    let c = remora_interpose::client::Client::connect(url, None).expect("a new client is served");
+    let p = c.mem_alloc(0, len as u64).expect("allocation");
+    c.memcpy_htod(p, &vec![byte; len]).expect("host → device copy");
+    let mut b = vec![0u8; len];
+    c.memcpy_dtoh(&mut b, p).expect("device → host copy");
+    assert_eq!(b, vec![byte; len]);
+    c.mem_free(p).expect("free");
+    c.close().expect("goodbye");
+}
+
 /// Poll `stats` until `pred` holds or `timeout` passes; returns the last stats and whether it held.
 pub fn wait_stats(sup: &Supervisor, timeout: Duration, pred: impl Fn(&ServerStats) -> bool) -> (ServerStats, bool) {
     let deadline = Instant::now() + timeout;
