@@ -159,6 +159,10 @@ struct LiveSession {
     latency: Latencies,
     stats_seq: u64,
     report: Option<String>,
+    /// The worker's control connection reached its end and every line was read (the reaper
+    /// waits for this before recording the end, so an `END` line written just before exit is
+    /// not lost to the race between reading it and reaping the process).
+    ctl_closed: bool,
 }
 
 struct Shared {
@@ -494,6 +498,7 @@ impl Shared {
                 latency: Latencies::default(),
                 stats_seq: 0,
                 report: None,
+                ctl_closed: false,
             },
         );
         let s = Arc::clone(self);
@@ -613,10 +618,19 @@ fn monitor(shared: &Arc<Shared>, pid: u32, ctl: UnixStream) {
             shared.stats_cv.notify_all();
         }
     }
+    if let Some(s) = shared.sessions.lock().get_mut(&pid) {
+        s.ctl_closed = true;
+    }
 }
+
+/// How long the reaper waits, after a session's worker exited, for its control lines to be
+/// read before recording the end without them.
+const CTL_DRAIN: Duration = Duration::from_secs(2);
 
 /// Reaps exited workers and records why they ended.
 fn reaper(shared: &Arc<Shared>) {
+    // Exited session workers whose control lines are still being read, and since when.
+    let mut draining: Vec<(u32, std::process::ExitStatus, Instant)> = Vec::new();
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let mut exited = Vec::new();
@@ -624,10 +638,22 @@ fn reaper(shared: &Arc<Shared>) {
             let mut children = shared.children.lock();
             children.retain(|&pid, c| match c.try_wait() {
                 Ok(Some(st)) => {
-                    exited.push((pid, st));
+                    draining.push((pid, st, Instant::now()));
                     false
                 }
                 _ => true,
+            });
+        }
+        {
+            let sessions = shared.sessions.lock();
+            draining.retain(|&(pid, st, since)| {
+                let read = sessions.get(&pid).is_none_or(|s| s.ctl_closed);
+                if read || since.elapsed() >= CTL_DRAIN {
+                    exited.push((pid, st));
+                    false
+                } else {
+                    true
+                }
             });
         }
         for (pid, st) in exited {
